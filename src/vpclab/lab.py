@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +31,14 @@ class Lab:
                  access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET, host: str = "127.0.0.1", port: int = 0,
                  throttle: str | Throttle = "off", executor: Any = None, convert_rule: str = "current",
                  region_id: str | None = None, extra_keys: dict[str, str] | None = None,
-                 faults: FaultHook | None = None, seed: int | None = None, catalogue: Catalogue | None = None):
+                 faults: FaultHook | None = None, seed: int | None = None, catalogue: Catalogue | None = None,
+                 account_id: str = "1234567890123456"):
         if convert_rule not in ("current", "legacy"):
             raise ValueError("convert_rule must be 'current' or 'legacy'")
         self.latency = LatencyProfile.load(latency, time_scale, seed=seed)
         self.throttle = throttle if isinstance(throttle, Throttle) else Throttle.load(throttle, time_scale)
         self.store = Store(Path(state_dir)) if state_dir is not None else None
-        self.world = World(catalogue or Catalogue.default(), self.latency, store=self.store)
+        self.world = World(catalogue or Catalogue.default(), self.latency, store=self.store, account_id=account_id)
         self.world.executor = executor
         self.world.convert_rule = convert_rule  # type: ignore[attr-defined]
         self.access_key_id = access_key_id
@@ -54,6 +56,7 @@ class Lab:
             objs, next_seq = self.store.load()
             self.world.load(objs, next_seq)
             self._region = self.store.get_meta("region_id")
+            self.world.account_id = self.store.get_meta("account_id") or self.world.account_id
             with self.world.lock:
                 self.world.commit()
             return
@@ -67,9 +70,13 @@ class Lab:
         self._region = sc.region
         if self.store is not None:
             self.store.set_meta("region_id", sc.region)
+            self.store.set_meta("account_id", self.world.account_id)
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> Lab:
+        # the loaded world is long-lived: keep the cyclic GC from re-walking it on every collection
+        gc.collect()
+        gc.freeze()
         self.server = ApiServer(self.api, self._host, self._port)
         self.server.start()
         return self

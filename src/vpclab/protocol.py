@@ -53,13 +53,13 @@ class Params:
         return v
 
     def choice(self, name: str, allowed: Iterable[str], default: str | None = None,
-               required: bool = False, code: str | None = None) -> str | None:
+               required: bool = False, code: str | None = None, status: int = 400) -> str | None:
         v = self.str(name, required=required, default=default)
         allowed = tuple(allowed)
         if v is not None and v not in allowed:
             if code:
                 raise errors.ApiError(code, f"The specified {name} \"{v}\" is not supported. Valid values: "
-                                      f"{', '.join(allowed)}.", 400)
+                                      f"{', '.join(allowed)}.", status)
             raise errors.invalid(name, f"Valid values: {', '.join(allowed)}.")
         return v
 
@@ -145,9 +145,15 @@ class Params:
             raise errors.invalid(name, f"At most {limit} values are allowed.")
         return out
 
-    def tags(self, name: str = "Tag", limit: int = 20) -> list[tuple[str, str]]:
+    def tags(self, name: str = "Tag", limit: int = 20, code: str | None = None) -> list[tuple[str, str]]:
+        """``Tag.N.Key/Value`` pairs; more than ``limit`` answers ``code`` (or InvalidParameter)."""
         out = []
-        for t in self.structs(name, limit=limit):
+        items = self.structs(name)
+        if len(items) > limit:
+            if code:
+                raise errors.ApiError(code, f"The number of {name}.N exceeds the limit. Valid : {limit}", 400)
+            raise errors.invalid(name, f"At most {limit} entries are allowed.")
+        for t in items:
             key = t.get("Key")
             if key is None or key == "":
                 raise errors.ApiError("InvalidTagKey.Malformed", "The specified Tag.n.Key is not valid.", 400)
@@ -164,5 +170,18 @@ def wrap(name: str, items: list[Any]) -> dict[str, list[Any]]:
     return {name: items}
 
 
+class RawList(list):  # type: ignore[type-arg]
+    """A list whose items are already UTF-8 JSON (cached renders), spliced in by ``dumps``."""
+
+
 def dumps(body: dict[str, Any]) -> bytes:
+    """Compact JSON; a ``RawList`` in a list wrapper (``{"Instances": {"Instance": RawList}}``) is spliced in."""
+    for key, wrapper in body.items():
+        if isinstance(wrapper, dict) and len(wrapper) == 1:
+            (inner_key, inner), = wrapper.items()
+            if isinstance(inner, RawList):
+                marker = "\x00raw\x00"
+                text = json.dumps({**body, key: {inner_key: marker}}, separators=(",", ":"), ensure_ascii=False)
+                head, tail = text.split(json.dumps(marker), 1)
+                return b"".join((head.encode(), b"[", b",".join(inner), b"]", tail.encode()))
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()

@@ -119,6 +119,16 @@ class VpcSpec(_M):
     nat_gateways: list[NatSpec] = Field(default_factory=list)
     instances: list[InstanceSpec] = Field(default_factory=list)
 
+    @field_validator("vswitches", "security_groups", "nat_gateways", "instances")
+    @classmethod
+    def _unique_names(cls, items: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for item in items:
+            if item.name in seen:
+                raise ValueError(f"the name {item.name!r} is used twice; names are how the scenario refers to things")
+            seen.add(item.name)
+        return items
+
 
 class Scenario(_M):
     region: str = "cn-hangzhou"

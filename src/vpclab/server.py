@@ -10,6 +10,8 @@ see them without waiting for a request.
 from __future__ import annotations
 
 import contextlib
+import email.utils
+import http
 import json
 import logging
 import socket
@@ -159,18 +161,34 @@ class _Handler(BaseHTTPRequestHandler):
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
             return
-        self.send_response(status)
-        for k, v in headers.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        # status line, headers and body in one write: one syscall, nothing for Nagle to hold back
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", f"Date: {_http_date()}", "Server: vpclab"]
+        head += [f"{k}: {v}" for k, v in headers.items()]
+        head.append(f"Content-Length: {len(payload)}")
+        if self.close_connection:
+            head.append("Connection: close")
+        self.wfile.write(("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + payload)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s %s -> %d", self.address_string(), self.command, self.path[:120], status)
 
     do_GET = _serve
     do_POST = _serve
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s - %s", self.address_string(), format % args)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s - %s", self.address_string(), format % args)
+
+
+_REASONS = {s.value: s.phrase for s in http.HTTPStatus}
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
 
 
 class _Server(ThreadingHTTPServer):
@@ -195,7 +213,7 @@ class ApiServer:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        t1 = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="vpclab-http",
+        t1 = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vpclab-http",
                               daemon=True)
         t2 = threading.Thread(target=self._tick, name="vpclab-ticker", daemon=True)
         self._threads = [t1, t2]

@@ -40,6 +40,7 @@ class Resource:
     id: str
     region_id: str
     seq: int = 0
+    rev: int = 0  # bumped on every change: keys the render cache
     created: float = 0.0
     tags: list[list[str]] = dataclasses.field(default_factory=list)
     # transitions in flight: name -> {"at": epoch seconds, ...data}; several may run at once
@@ -92,22 +93,27 @@ class World:
         self.used_public: set[str] = set()
         self.used_macs: set[str] = set()
         self.ip_hint: dict[str, int] = {}  # vswitch id -> offset where the next free-IP search starts
+        self._versions: dict[str, int] = defaultdict(int)  # kind -> bumped on add/remove
+        self._ordered: dict[tuple[str, str], tuple[int, list[Resource], list[int]]] = {}
+        self.render_cache: dict[tuple[str, str], tuple[Any, bytes]] = {}  # (kind, id) -> (key, UTF-8 JSON)
         self.executor: Any = None  # RunCommand executor (vpclab.assistant.Executor) or None
         self.public_pools: list[ipaddress.IPv4Network] = [ipaddress.ip_network("203.0.113.0/24"),
                                                           ipaddress.ip_network("198.51.100.0/24")]
         self.reserved_public: set[str] = set()
+        self.public_hint = 0  # where the next free public-IP search starts (derived)
 
     # -- ids --------------------------------------------------------------------------------
     def new_id(self, prefix: str, region_id: str) -> str:
         code = self.catalogue.region_code(region_id)
+        n = 20 - len(code)
         while True:
-            rid = f"{prefix}-{code}{''.join(secrets.choice(_ALNUM) for _ in range(20 - len(code)))}"
+            rid = f"{prefix}-{code}{''.join(_ALNUM[b % 36] for b in secrets.token_bytes(n))}"
             if not any(rid in t for t in self.tables.values()):
                 return rid
 
     def new_mac(self) -> str:
         while True:
-            mac = "00:16:3e:" + ":".join(f"{secrets.randbelow(256):02x}" for _ in range(3))
+            mac = "00:16:3e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
             if mac not in self.used_macs:
                 self.used_macs.add(mac)
                 return mac
@@ -118,14 +124,25 @@ class World:
                 raise errors.ApiError("InvalidIpAddress.Duplicated", f"The public IP {wanted} is in use.", 400)
             self.used_public.add(wanted)
             return wanted
-        for net in self.public_pools:
-            for host in net.hosts():
-                ip = str(host)
-                if ip not in self.used_public and ip not in self.reserved_public:
-                    self.used_public.add(ip)
-                    return ip
+        total = sum(max(net.num_addresses - 2, 0) for net in self.public_pools)
+        # resume where the last search stopped: allocation stays O(1) amortised for large fleets
+        for step in range(total):
+            ip = self._public_at((self.public_hint + step) % total)
+            if ip not in self.used_public and ip not in self.reserved_public:
+                self.used_public.add(ip)
+                self.public_hint = (self.public_hint + step + 1) % total
+                return ip
         raise errors.ApiError("QuotaExceeded.Eip", "Elastic IP address quota exceeded (the lab's public pool is "
                               "exhausted).", 400)
+
+    def _public_at(self, index: int) -> str:
+        for net in self.public_pools:
+            hosts = max(net.num_addresses - 2, 0)
+            if index < hosts:
+                n = int(net.network_address) + 1 + index
+                return f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
+            index -= hosts
+        raise IndexError(index)
 
     # -- tables -----------------------------------------------------------------------------
     def add(self, obj: T) -> T:
@@ -134,15 +151,31 @@ class World:
         if not obj.created:
             obj.created = self.clock.now()
         self.tables[obj.KIND][obj.id] = obj
+        self._versions[obj.KIND] += 1
         self.touch(obj)
         return obj
 
     def remove(self, obj: Resource) -> None:
-        self.tables[obj.KIND].pop(obj.id, None)
+        if self.tables[obj.KIND].pop(obj.id, None) is not None:
+            self._versions[obj.KIND] += 1
         self._dirty[(obj.KIND, obj.id)] = None
+        self.render_cache.pop((obj.KIND, obj.id), None)
 
     def touch(self, obj: Resource) -> None:
+        obj.rev += 1
         self._dirty[(obj.KIND, obj.id)] = obj
+
+    def ordered(self, cls: type[T], region_id: str) -> tuple[list[T], list[int]]:
+        """The region's resources of a kind in creation order, and their seqs (cached until the table changes)."""
+        key = (cls.KIND, region_id)
+        version = self._versions[cls.KIND]
+        hit = self._ordered.get(key)
+        if hit is None or hit[0] != version:
+            objs = sorted((o for o in self.tables[cls.KIND].values() if o.region_id == region_id),
+                          key=lambda o: o.seq)
+            hit = (version, objs, [o.seq for o in objs])
+            self._ordered[key] = hit
+        return hit[1], hit[2]  # type: ignore[return-value]
 
     def get(self, cls: type[T], rid: str | None, region_id: str | None = None) -> T | None:
         if not rid:
@@ -219,6 +252,9 @@ class World:
         if not self._dirty and not self._events:
             return
         changes = [(k, i, o) for (k, i), o in self._dirty.items()]
+        for _, _, o in changes:
+            if o is not None:
+                o.rev += 1  # a change made after the last touch must not hit a stale render
         events, self._events = self._events, []
         self._dirty = {}
         if self.store is not None and changes:
@@ -239,6 +275,7 @@ class World:
             fields = {f.name for f in dataclasses.fields(cls)}
             obj = cls(**{k: v for k, v in data.items() if k in fields})
             self.tables[kind][obj.id] = obj
+            self._versions[kind] += 1
             for name, data in obj.pending.items():
                 heapq.heappush(self._timers, (data["at"], next(self._timer_seq), kind, obj.id, name))
         self._seq = itertools.count(max(next_seq, 1))

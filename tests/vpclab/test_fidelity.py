@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 from alibabacloud_ecs20140526 import models as em
+from alibabacloud_sts20150401 import models as sm
+from alibabacloud_sts20150401.client import Client as StsClient
 from alibabacloud_vpc20160428 import models as vm
 
 from vpclab.actions import ACTIONS
 
 from . import sdk_schema
-from .conftest import Clients
+from .conftest import Clients, sdk_config
 from .world_builder import IMAGE, REGION, build_network, eni, run_instance, wait
 
 
@@ -48,10 +50,10 @@ def recorded(clients: Clients) -> dict[tuple[str, str], list[dict[str, Any]]]:
     seen: dict[tuple[str, str], list[dict[str, Any]]] = {}
     original = api.handle
 
-    def handle(method: str, target: str, headers: list[tuple[str, str]], body: bytes):  # noqa: ANN202
+    def handle(method: str, target: str, headers: list[tuple[str, str]], body: bytes):
         status, h, payload = original(method, target, headers, body)
         lower = {k.lower(): v for k, v in headers}
-        service = "ecs" if lower.get("x-acs-version") == "2014-05-26" else "vpc"
+        service = {"2014-05-26": "ecs", "2016-04-28": "vpc", "2015-04-01": "sts"}[lower.get("x-acs-version", "")]
         if status == 200:
             seen.setdefault((service, lower.get("x-acs-action", "")), []).append(json.loads(payload))
         return status, h, payload
@@ -62,6 +64,7 @@ def recorded(clients: Clients) -> dict[tuple[str, str], list[dict[str, Any]]]:
 
 def exercise_everything(c: Clients) -> None:
     ecs, vpc = c.ecs, c.vpc
+    StsClient(sdk_config(c.lab)).get_caller_identity()
     ecs.describe_regions(em.DescribeRegionsRequest())
     vpc.describe_regions(vm.DescribeRegionsRequest())
     ecs.describe_zones(em.DescribeZonesRequest(region_id=REGION))
@@ -158,7 +161,7 @@ def exercise_everything(c: Clients) -> None:
 
 
 def _body_class(service: str, action: str) -> type:
-    mod = em if service == "ecs" else vm
+    mod = {"ecs": em, "vpc": vm, "sts": sm}[service]
     return getattr(mod, f"{action}ResponseBody")
 
 

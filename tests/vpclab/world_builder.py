@@ -27,7 +27,7 @@ class Built:
     route_table_id: str
 
 
-def wait(pred, timeout: float = 10.0, interval: float = 0.02):  # noqa: ANN001, ANN201
+def wait(pred, timeout: float = 10.0, interval: float = 0.02):
     end = time.monotonic() + timeout
     while True:
         v = pred()
@@ -38,7 +38,7 @@ def wait(pred, timeout: float = 10.0, interval: float = 0.02):  # noqa: ANN001, 
         time.sleep(interval)
 
 
-def build_network(ecs, vpc, cidr: str = "10.0.0.0/16", zone: str = ZONE) -> Built:  # noqa: ANN001
+def build_network(ecs, vpc, cidr: str = "10.0.0.0/16", zone: str = ZONE) -> Built:
     r = vpc.create_vpc(vm.CreateVpcRequest(region_id=REGION, cidr_block=cidr, vpc_name="vpc-test")).body
     vpc_id, rt_id = r.vpc_id, r.route_table_id
     base = cidr.split(".")
@@ -46,7 +46,8 @@ def build_network(ecs, vpc, cidr: str = "10.0.0.0/16", zone: str = ZONE) -> Buil
                                                         cidr_block=f"{base[0]}.{base[1]}.1.0/24")).body.v_switch_id
     nat_vsw_id = vpc.create_vswitch(vm.CreateVSwitchRequest(region_id=REGION, vpc_id=vpc_id, zone_id=zone,
                                                             cidr_block=f"{base[0]}.{base[1]}.2.0/24")).body.v_switch_id
-    sg_id = ecs.create_security_group(em.CreateSecurityGroupRequest(region_id=REGION, vpc_id=vpc_id)).body.security_group_id
+    sg_id = ecs.create_security_group(em.CreateSecurityGroupRequest(region_id=REGION, vpc_id=vpc_id)
+                                      ).body.security_group_id
     ecs.authorize_security_group(em.AuthorizeSecurityGroupRequest(
         region_id=REGION, security_group_id=sg_id,
         permissions=[em.AuthorizeSecurityGroupRequestPermissions(ip_protocol="tcp", port_range="22/22",
@@ -67,13 +68,13 @@ def build_network(ecs, vpc, cidr: str = "10.0.0.0/16", zone: str = ZONE) -> Buil
     return Built(vpc_id, vsw_id, nat_vsw_id, sg_id, ngw.nat_gateway_id, stb, eip.allocation_id, eip.eip_address, rt_id)
 
 
-def eip_status(vpc, allocation_id: str) -> str:  # noqa: ANN001
+def eip_status(vpc, allocation_id: str) -> str:
     rows = vpc.describe_eip_addresses(vm.DescribeEipAddressesRequest(region_id=REGION,
                                                                      allocation_id=allocation_id)).body
     return rows.eip_addresses.eip_address[0].status
 
 
-def run_instance(ecs, b: Built, bw_out: int = 5, instance_type: str = "ecs.g7.large", **kw) -> str:  # noqa: ANN001
+def run_instance(ecs, b: Built, bw_out: int = 5, instance_type: str = "ecs.g7.large", **kw) -> str:
     req = em.RunInstancesRequest(region_id=REGION, image_id=IMAGE, instance_type=instance_type,
                                  v_switch_id=b.vsw_id, security_group_id=b.sg_id, internet_max_bandwidth_out=bw_out,
                                  **kw)
@@ -82,14 +83,14 @@ def run_instance(ecs, b: Built, bw_out: int = 5, instance_type: str = "ecs.g7.la
     return iid
 
 
-def instance(ecs, iid: str):  # noqa: ANN001, ANN201
+def instance(ecs, iid: str):
     rows = ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION,
                                                               instance_ids=json.dumps([iid]))).body.instances.instance
     assert len(rows) == 1, f"{iid} not found"
     return rows[0]
 
 
-def eni(ecs, eni_id: str):  # noqa: ANN001, ANN201
+def eni(ecs, eni_id: str):
     rows = ecs.describe_network_interfaces(em.DescribeNetworkInterfacesRequest(
         region_id=REGION, network_interface_id=[eni_id])).body.network_interface_sets.network_interface_set
     return rows[0] if rows else None

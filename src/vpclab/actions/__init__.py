@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import base64
 import binascii
+import bisect
+import itertools
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import errors
-from ..protocol import Params
+from ..protocol import Params, RawList
 from ..world import Resource, World
 
 ECS_VERSION = "2014-05-26"
 VPC_VERSION = "2016-04-28"
-SERVICES = {ECS_VERSION: "ecs", VPC_VERSION: "vpc"}
+STS_VERSION = "2015-04-01"
+SERVICES = {ECS_VERSION: "ecs", VPC_VERSION: "vpc", STS_VERSION: "sts"}
 
 T = TypeVar("T", bound=Resource)
 
@@ -138,5 +142,85 @@ def ecs_paged(items: Sequence[T], p: Params, *, token_lo: int, token_hi: int, to
     return page, extra
 
 
+def paged_query(world: World, cls: type[T], region: str, match: Callable[[T], bool] | None, p: Params, *,
+                ids: list[str] | None = None, token: tuple[int, int, int] | None = None,
+                page_max: int | None = None, clamp: bool = True, max_name: str = "MaxResults"
+                ) -> tuple[list[T], dict[str, Any]]:
+    """Filter and page a region's resources in creation order without scanning past the page.
+
+    ``token=(lo, hi, default)`` enables NextToken paging (the style ECS prefers, and the only one
+    when ``page_max`` is None); ``page_max`` enables PageNumber/PageSize.  ECS actions take both:
+    NextToken style when NextToken or MaxResults is given.
+    """
+    if ids is not None:
+        objs = sorted((o for o in (world.get(cls, i, region) for i in dict.fromkeys(ids)) if o is not None),
+                      key=lambda o: o.seq)
+        seqs = [o.seq for o in objs]
+    else:
+        objs, seqs = world.ordered(cls, region)
+    if token is not None and (page_max is None or p.str("NextToken") or p.str(max_name)):
+        lo, hi, default = token
+        raw = p.str(max_name)
+        if raw in (None, ""):
+            size = default
+        elif clamp:
+            try:
+                size = min(max(int(raw), lo), hi)
+            except ValueError:
+                raise errors.invalid(max_name, "It must be an integer.") from None
+        else:
+            size = p.int(max_name, lo=lo, hi=hi) or default
+        nt = p.str("NextToken")
+        start = bisect.bisect_right(seqs, _decode_token(nt)) if nt else 0
+        page: list[T] = []
+        more = False
+        for o in itertools.islice(objs, start, None):
+            if match is None or match(o):
+                if len(page) == size:
+                    more = True
+                    break
+                page.append(o)
+        return page, {"NextToken": _encode_token(page[-1].seq) if more and page else ""}
+    matched = objs if match is None else [o for o in objs if match(o)]
+    sliced, extra = page_numbers(matched, p, page_max or 100)
+    if token is not None:
+        extra["NextToken"] = ""
+    return list(sliced), extra
+
+
+def all_of(*preds: Callable[[Any], bool] | None) -> Callable[[Any], bool] | None:
+    """AND of the given predicates (``None`` ones skipped); ``None`` when there is nothing to check."""
+    active = [f for f in preds if f is not None]
+    if not active:
+        return None
+    if len(active) == 1:
+        return active[0]
+    return lambda o: all(f(o) for f in active)
+
+
+def equals(**wanted: Any) -> Callable[[Any], bool] | None:
+    """Attribute equality for the filters that were given (empty/None values are not filters)."""
+    pairs = [(k, v) for k, v in wanted.items() if v not in (None, "")]
+    if not pairs:
+        return None
+    return lambda o: all(getattr(o, k) == v for k, v in pairs)
+
+
+def cached_render(world: World, obj: Resource, deps: tuple[Any, ...], render: Callable[[], dict[str, Any]]) -> bytes:
+    """UTF-8 JSON of ``render()``, reused while the object and its dependencies are unchanged."""
+    ck = (obj.KIND, obj.id)
+    key = (obj.rev, *deps)
+    hit = world.render_cache.get(ck)
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    text = json.dumps(render(), separators=(",", ":"), ensure_ascii=False).encode()
+    world.render_cache[ck] = (key, text)
+    return text
+
+
+def raw(items: Iterable[bytes]) -> RawList:
+    return RawList(items)
+
+
 def load_all() -> None:
-    from . import ecs, vpc  # noqa: F401
+    from . import ecs, sts, vpc  # noqa: F401

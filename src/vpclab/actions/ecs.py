@@ -14,17 +14,38 @@ from ..resources.enis import Eni
 from ..resources.instances import Instance
 from ..resources.security_groups import SecurityGroup
 from ..world import World
-from . import Call, action, by_seq, ecs_paged, ecs_tags, next_tokens, page_numbers
+from . import (
+    Call,
+    action,
+    all_of,
+    by_seq,
+    cached_render,
+    ecs_paged,
+    ecs_tags,
+    equals,
+    next_tokens,
+    page_numbers,
+    paged_query,
+    raw,
+)
 
 S = "ecs"
 
 # --- regions, zones, catalogue ----------------------------------------------------------------
 
 
+_RESOURCE_TYPES = ("instance", "disk", "reservedinstance", "scu", "dedicatedhost", "ddh", "image", "snapshot")
+_LOCK_REASONS = ("financial", "security", "recycling", "dedicatedhostfinancial", "refunded")
+_FILTER_KEYS = ("CreationStartTime", "CreationEndTime", "ExpiredStartTime", "ExpiredEndTime")
+
+
 @action(S, "DescribeRegions")
 def describe_regions(c: Call) -> dict[str, Any]:
     lang = c.params.choice("AcceptLanguage", ("zh-CN", "en-US", "ja"), default="zh-CN",
-                           code="InvalidAcceptLanguage.NotFound")
+                           code="InvalidAcceptLanguage.NotFound", status=404)
+    c.params.choice("InstanceChargeType", ("PrePaid", "PostPaid"), code="InvalidInstanceChargeType.NotFound",
+                    status=404)
+    c.params.choice("ResourceType", _RESOURCE_TYPES, code="InvalidResourceType.NotFound", status=404)
     regions = [{"RegionId": r.region_id, "LocalName": r.local_name if lang == "zh-CN" else r.local_name_en,
                 "RegionEndpoint": r.ecs_endpoint, "Status": "available"}
                for r in c.world.catalogue.regions.values()]
@@ -34,6 +55,10 @@ def describe_regions(c: Call) -> dict[str, Any]:
 @action(S, "DescribeZones")
 def describe_zones(c: Call) -> dict[str, Any]:
     region = c.world.catalogue.regions[c.region()]
+    c.params.choice("InstanceChargeType", ("PrePaid", "PostPaid"), code="InvalidInstanceChargeType.NotFound",
+                    status=404)
+    c.params.choice("SpotStrategy", ("NoSpot", "SpotWithPriceLimit", "SpotAsPriceGo"), code="InvalidSpotStrategy")
+    c.params.choice("AcceptLanguage", ("zh-CN", "en-US", "ja"), code="InvalidAcceptLanguage.NotFound", status=404)
     verbose = c.params.bool("Verbose", default=True)
     types = sorted(c.world.catalogue.instance_types)
     zones = []
@@ -169,44 +194,48 @@ def describe_instances(c: Call) -> dict[str, Any]:
     net_type = p.str("InstanceNetworkType")
     if net_type and net_type not in ("vpc", "classic"):
         raise errors.ApiError("InvalidNetworkType.NotFound", "The specified InstanceNetworkType is not found.", 404)
-    filters = {"vpc_id": p.str("VpcId"), "vswitch_id": p.str("VSwitchId"), "zone_id": p.str("ZoneId"),
-               "instance_type": p.str("InstanceType"), "image_id": p.str("ImageId"),
-               "internet_charge_type": p.str("InternetChargeType")}
+    p.choice("InternetChargeType", ("PayByTraffic", "PayByBandwidth"),
+             code="InvalidInternetChargeType.ValueNotSupported", status=404)
+    p.choice("LockReason", _LOCK_REASONS, code="InvalidLockReason.NotFound", status=404)
+    for f in p.structs("Filter"):
+        if f.get("Key") not in _FILTER_KEYS:
+            raise errors.ApiError("InvalidFilterKey.NotFound", f"The specified filter key {f.get('Key')!r} is not "
+                                  "found.", 404)
     sg = p.str("SecurityGroupId")
     name = p.str("InstanceName")
     private_ips = p.json_list("PrivateIpAddresses", limit=100)
     public_ips = p.json_list("PublicIpAddresses", limit=100)
     eip_ips = p.json_list("EipAddresses", limit=100)
-    want_tags = p.tags()
+    want_tags = p.tags(code="InvalidTagCount")
     if p.bool("DryRun"):
         raise errors.dry_run_ok()
-    pool = ([o for o in (c.world.get(Instance, i, region) for i in ids) if o is not None] if ids is not None
-            else list(c.world.all(Instance, region)))
-    if net_type == "classic":
-        pool = []
-    out = []
-    for inst in pool:
-        if any(v and getattr(inst, k) != v for k, v in filters.items()):
-            continue
-        if (status and inst.status != status) or (charge and inst.charge_type != charge):
-            continue
-        if sg and sg not in inst.security_group_ids:
-            continue
-        if name and not fnmatch.fnmatchcase(inst.name, name):
-            continue
-        if private_ips is not None and inst.private_ip not in private_ips:
-            continue
-        if public_ips is not None and inst.public_ip not in public_ips:
-            continue
-        if eip_ips is not None:
-            eip = c.world.get(Eip, inst.eip_id)
-            if eip is None or eip.ip not in eip_ips:
-                continue
-        if want_tags and not tags.matches(inst, want_tags):
-            continue
-        out.append(inst)
-    page, extra = ecs_paged(by_seq(out), p, token_lo=1, token_hi=100, token_default=10, page_max=100)
-    return {"Instances": {"Instance": [render_instance(c.world, i) for i in page]}, **extra}
+    world = c.world
+
+    def eip_matches(inst: Instance) -> bool:
+        eip = world.get(Eip, inst.eip_id)
+        return eip is not None and eip.ip in (eip_ips or ())
+
+    match = all_of(
+        equals(vpc_id=p.str("VpcId"), vswitch_id=p.str("VSwitchId"), zone_id=p.str("ZoneId"),
+               instance_type=p.str("InstanceType"), image_id=p.str("ImageId"),
+               internet_charge_type=p.str("InternetChargeType"), status=status, charge_type=charge),
+        (lambda i: False) if net_type == "classic" else None,
+        (lambda i: sg in i.security_group_ids) if sg else None,
+        (lambda i: fnmatch.fnmatchcase(i.name, name)) if name else None,
+        (lambda i: i.private_ip in private_ips) if private_ips is not None else None,
+        (lambda i: i.public_ip in public_ips) if public_ips is not None else None,
+        eip_matches if eip_ips is not None else None,
+        (lambda i: tags.matches(i, want_tags)) if want_tags else None,
+    )
+    page, extra = paged_query(world, Instance, region, match, p, ids=ids, token=(10, 100, 10), page_max=100)
+    return {"Instances": {"Instance": raw(instance_json(world, i) for i in page)}, **extra}
+
+
+def instance_json(world: World, inst: Instance) -> bytes:
+    enis = world.tables[Eni.KIND]
+    eip = world.get(Eip, inst.eip_id) if inst.eip_id else None
+    deps = (tuple(enis[e].rev for e in inst.eni_ids if e in enis), eip.rev if eip else 0)
+    return cached_render(world, inst, deps, lambda: render_instance(world, inst))
 
 
 def _find_instance_any_region(c: Call, instance_id: str | None) -> Instance:
@@ -422,7 +451,7 @@ def render_eni(world: World, eni: Eni, full: bool = True) -> dict[str, Any]:
 def create_network_interface(c: Call) -> dict[str, Any]:
     region = c.region()
     p = c.params
-    sg_ids = p.repeat("SecurityGroupIds", limit=5)
+    sg_ids = p.repeat("SecurityGroupIds")
     sg_one = p.str("SecurityGroupId")
     if sg_one and sg_ids:
         raise errors.ApiError("InvalidParameter.Conflict", "SecurityGroupId and SecurityGroupIds cannot both be "
@@ -452,33 +481,24 @@ def describe_network_interfaces(c: Call) -> dict[str, Any]:
     private_ips = p.repeat("PrivateIpAddress", limit=100)
     eni_type = p.choice("Type", ("Primary", "Secondary"))
     status = p.choice("Status", ("Available", "Attaching", "InUse", "Detaching", "Deleting"))
-    simple = {"instance_id": p.str("InstanceId"), "vpc_id": p.str("VpcId"), "vswitch_id": p.str("VSwitchId"),
-              "primary_ip": p.str("PrimaryIpAddress"), "name": p.str("NetworkInterfaceName")}
     sg = p.str("SecurityGroupId")
     want_tags = p.tags()
-    pool = [e for e in (c.world.get(Eni, i, region) for i in ids) if e is not None] if ids else \
-        list(c.world.all(Eni, region))
-    out = []
-    for eni in pool:
-        if any(v and getattr(eni, k) != v for k, v in simple.items()):
-            continue
-        if (eni_type and eni.eni_type != eni_type) or (status and eni.status != status):
-            continue
-        if sg and (eni.eni_type != "Secondary" or sg not in eni.security_group_ids):
-            continue
-        if private_ips and eni.primary_ip not in private_ips:
-            continue
-        if want_tags and not tags.matches(eni, want_tags):
-            continue
-        out.append(eni)
-    items = by_seq(out)
-    if p.str("NextToken") or p.str("MaxResults"):
-        page, extra = next_tokens(items, p, 10, 500, 10, clamp=True)
-        extra["TotalCount"] = len(items)
-    else:
-        page, extra = page_numbers(items, p, 1000)
-        extra["NextToken"] = ""
-    return {"NetworkInterfaceSets": {"NetworkInterfaceSet": [render_eni(c.world, e) for e in page]}, **extra}
+    match = all_of(
+        equals(instance_id=p.str("InstanceId"), vpc_id=p.str("VpcId"), vswitch_id=p.str("VSwitchId"),
+               primary_ip=p.str("PrimaryIpAddress"), name=p.str("NetworkInterfaceName"), eni_type=eni_type,
+               status=status),
+        (lambda e: e.eni_type == "Secondary" and sg in e.security_group_ids) if sg else None,
+        (lambda e: e.primary_ip in private_ips) if private_ips else None,
+        (lambda e: tags.matches(e, want_tags)) if want_tags else None,
+    )
+    world = c.world
+    page, extra = paged_query(world, Eni, region, match, p, ids=ids or None, token=(10, 500, 10), page_max=1000)
+    return {"NetworkInterfaceSets": {"NetworkInterfaceSet": raw(eni_json(world, e) for e in page)}, **extra}
+
+
+def eni_json(world: World, eni: Eni) -> bytes:
+    eip = world.get(Eip, eni.eip_id) if eni.eip_id else None
+    return cached_render(world, eni, (eip.rev if eip else 0,), lambda: render_eni(world, eni))
 
 
 @action(S, "AttachNetworkInterface")
@@ -527,6 +547,11 @@ def _encode_output(text: str, encoding: str) -> str:
 def _invocations(c: Call) -> tuple[str, list[assistant.Invocation], str]:
     region = c.region()
     p = c.params
+    for name, lo, hi in (("PageSize", 1, 50), ("PageNumber", 1, 10**9), ("MaxResults", 1, 10**9)):
+        raw = p.str(name)
+        if raw not in (None, "") and (not raw.lstrip("-").isdigit() or not lo <= int(raw) <= hi):
+            code = "InvalidParam.PageNumber" if name == "PageNumber" else "InvalidParam.PageSize"
+            raise errors.ApiError(code, f"The specified {name} is not valid.", 403)
     invoke_id, command_id, instance_id = p.str("InvokeId"), p.str("CommandId"), p.str("InstanceId")
     encoding = p.choice("ContentEncoding", ("PlainText", "Base64"), default="Base64") or "Base64"
     out = [inv for inv in c.world.all(assistant.Invocation, region)
@@ -616,7 +641,9 @@ def describe_invocation_results(c: Call) -> dict[str, Any]:
 def describe_cloud_assistant_status(c: Call) -> dict[str, Any]:
     region = c.region()
     p = c.params
-    ids = p.repeat("InstanceId", limit=50)
+    ids = p.repeat("InstanceId")
+    if len(ids) > 50:
+        raise errors.ApiError("InstanceIds.ExceedLimit", "At most 50 instance ids can be queried at a time.", 403)
     os_type = p.str("OSType")
     if ids:
         pool = []
@@ -628,7 +655,7 @@ def describe_cloud_assistant_status(c: Call) -> dict[str, Any]:
             pool.append(inst)
     else:
         pool = by_seq(c.world.all(Instance, region))
-    rows = []
+    rows = []  # (instance seq, row): paging by creation order, stable under deletions
     now = c.world.clock.now()
     for inst in pool:
         image = c.world.catalogue.images.get(inst.image_id)
@@ -638,16 +665,16 @@ def describe_cloud_assistant_status(c: Call) -> dict[str, Any]:
         online = inst.cloud_assistant and inst.status == "Running"
         n_invocations = sum(1 for inv in c.world.all(assistant.Invocation, region)
                             for r in inv.results if r["InstanceId"] == inst.id)
-        rows.append({"InstanceId": inst.id, "CloudAssistantStatus": "true" if online else "false",
-                     "CloudAssistantVersion": "2.2.3.857" if inst.cloud_assistant else "",
-                     "LastHeartbeatTime": iso_second(now - 30) if online else "",
-                     "ActiveTaskCount": 0, "InvocationCount": n_invocations, "LastInvokedTime": "",
-                     "OSType": ostype, "SupportSessionManager": inst.cloud_assistant})
+        rows.append((inst.seq, {
+            "InstanceId": inst.id, "CloudAssistantStatus": "true" if online else "false",
+            "CloudAssistantVersion": "2.2.3.857" if inst.cloud_assistant else "",
+            "LastHeartbeatTime": iso_second(now - 30) if online else "", "ActiveTaskCount": 0,
+            "InvocationCount": n_invocations, "LastInvokedTime": "", "OSType": ostype,
+            "SupportSessionManager": inst.cloud_assistant}))
     if ids:
-        return {"InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": rows}, "TotalCount": len(rows),
-                "PageNumber": 1, "PageSize": len(rows), "NextToken": ""}
-    indexed = list(enumerate(rows, start=1))
-    page, extra = next_tokens(indexed, p, 1, 50, 10, clamp=True, key=lambda r: r[0])
+        return {"InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": [r for _, r in rows]},
+                "TotalCount": len(rows), "PageNumber": 1, "PageSize": len(rows), "NextToken": ""}
+    page, extra = next_tokens(rows, p, 1, 50, 10, clamp=True, key=lambda r: r[0])
     return {"InstanceCloudAssistantStatusSet": {"InstanceCloudAssistantStatus": [r for _, r in page]},
             "TotalCount": len(rows), "PageSize": len(page), "PageNumber": 1, **extra}
 
@@ -656,8 +683,11 @@ def describe_cloud_assistant_status(c: Call) -> dict[str, Any]:
 
 @action(S, "TagResources")
 def tag_resources(c: Call) -> dict[str, Any]:
-    region = c.region()
     p = c.params
+    for need in ("RegionId", "ResourceType"):
+        if not p.str(need):
+            raise errors.ApiError(f"MissingParameter.{need}", f"The parameter {need} is required.", 404)
+    region = c.region()
     cls = tags.resolve_type(p.req("ResourceType"), S)
     ids = p.repeat("ResourceId")
     if not ids:
@@ -665,7 +695,7 @@ def tag_resources(c: Call) -> dict[str, Any]:
     if len(ids) > 50:
         raise errors.ApiError("NumberExceed.ResourceIds", "The maximum number of ResourceIds is exceeded. Valid : 50",
                               400)
-    t = p.tags()
+    t = p.tags(code="NumberExceed.Tags")
     if not t:
         raise errors.ApiError("MissingParameter.Tags", "The parameter Tag.N is required.", 404)
     tags.tag(c.world, tags.resolve(c.world, region, cls, ids), t)
@@ -702,15 +732,15 @@ def list_tags(c: Call, region: str, service: str, id_limit: int, page: int) -> d
     if not ids and not want and not p.structs("TagFilter"):
         raise errors.ApiError("MissingParameter", "One of ResourceId.N, Tag.N or TagFilter.N is required.", 400)
     rows = []
-    n = 0
     for obj in by_seq(c.world.all(cls, region)):
         if ids and obj.id not in ids:
             continue
         if want and not tags.matches(obj, want):
             continue
-        for k, v in obj.tags:
-            n += 1
-            rows.append((n, {"ResourceId": obj.id, "ResourceType": rtype, "TagKey": k, "TagValue": v}))
+        # the row key must not depend on other resources (a deletion between pages must not shift it)
+        for i, (k, v) in enumerate(obj.tags):
+            rows.append((obj.seq * (tags.MAX_TAGS_PER_RESOURCE + 1) + i,
+                         {"ResourceId": obj.id, "ResourceType": rtype, "TagKey": k, "TagValue": v}))
     if service == "vpc":
         pg, extra = next_tokens(rows, p, 1, 50, page, key=lambda r: r[0])
     else:

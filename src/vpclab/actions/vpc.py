@@ -20,7 +20,7 @@ S = "vpc"
 @action(S, "DescribeRegions")
 def describe_regions(c: Call) -> dict[str, Any]:
     lang = c.params.choice("AcceptLanguage", ("zh-CN", "en-US", "ja"), default="zh-CN",
-                           code="InvalidAcceptLanguage.NotFound")
+                           code="InvalidAcceptLanguage.NotFound", status=404)
     return {"Regions": {"Region": [
         {"RegionId": r.region_id, "LocalName": r.local_name if lang == "zh-CN" else r.local_name_en,
          "RegionEndpoint": r.vpc_endpoint} for r in c.world.catalogue.regions.values()]}}
@@ -229,10 +229,22 @@ def render_eip(world: World, eip: Eip) -> dict[str, Any]:
 _EIP_STATUSES = ("Associating", "Unassociating", "InUse", "Available", "Releasing")
 
 
+def eip_region(c: Call) -> str:
+    """The EIP APIs name an unknown region their own way (api §4.3, §4.6, §4.7)."""
+    try:
+        return c.region()
+    except errors.ApiError as e:
+        if e.code == "InvalidRegionId.NotFound":
+            raise errors.ApiError("Forbidden.RegionNotFound", "Specified region is not found during access "
+                                  "authentication.", 404) from None
+        raise
+
+
 @action(S, "DescribeEipAddresses")
 def describe_eip_addresses(c: Call) -> dict[str, Any]:
-    region = c.region()
+    region = eip_region(c)
     p = c.params
+    p.choice("LockReason", ("financial", "security"), code="InvalidLockReason.NotFound", status=404)
     ids = p.comma_list("AllocationId", limit=50)
     ips = p.comma_list("EipAddress", limit=50)
     status = p.choice("Status", _EIP_STATUSES)
@@ -267,7 +279,7 @@ def associate_eip_address(c: Call) -> dict[str, Any]:
 
 @action(S, "UnassociateEipAddress", client_token=True)
 def unassociate_eip_address(c: Call) -> dict[str, Any]:
-    region = c.region()
+    region = eip_region(c)
     p = c.params
     eips.unassociate(c.world, region, p.req("AllocationId"), p.str("InstanceId"), p.str("InstanceType"),
                      force=p.bool("Force"))
@@ -276,7 +288,7 @@ def unassociate_eip_address(c: Call) -> dict[str, Any]:
 
 @action(S, "ReleaseEipAddress")
 def release_eip_address(c: Call) -> dict[str, Any]:
-    region = c.region()
+    region = eip_region(c)
     eips.release(c.world, region, c.params.req("AllocationId"))
     return {}
 

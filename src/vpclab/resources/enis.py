@@ -67,7 +67,8 @@ def create_network_interface(world: World, region_id: str, *, vswitch_id: str, s
         if sg.vpc_id != vsw.vpc_id:
             raise errors.ApiError("InvalidSecurityGroupId.NotVpc", "The specified SecurityGroupId not in VPC "
                                   f"{vsw.vpc_id}.", 403)
-    if sum(1 for _ in world.all(Eni, region_id)) >= ENI_QUOTA_PER_REGION:
+    if len(world.tables[Eni.KIND]) >= ENI_QUOTA_PER_REGION and \
+            sum(1 for _ in world.all(Eni, region_id)) >= ENI_QUOTA_PER_REGION:
         raise errors.ApiError("MaxEniCountExceeded", "The number of ENI exceeds the limit per region.", 403)
     ip = take_ip(world, vsw, primary_ip)
     eni = Eni(id=world.new_id("eni", region_id), region_id=region_id, name=name, description=description,

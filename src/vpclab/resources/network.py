@@ -7,6 +7,7 @@ is [network + 1, broadcast − 3] (aliyun-api.md §4.1).
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 
@@ -75,8 +76,13 @@ class RouteEntry(Resource):
 
 # --- address accounting ---------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
+def _net(cidr: str) -> ipaddress.IPv4Network:
+    return ipaddress.ip_network(cidr)  # type: ignore[return-value]
+
+
 def vswitch_net(vsw: VSwitch) -> ipaddress.IPv4Network:
-    return ipaddress.ip_network(vsw.cidr)
+    return _net(vsw.cidr)
 
 
 def gateway_of(vsw: VSwitch) -> str:
@@ -94,10 +100,10 @@ def available_ip_count(world: World, vsw: VSwitch) -> int:
 def is_assignable(vsw: VSwitch, ip: str) -> bool:
     net = vswitch_net(vsw)
     try:
-        addr = ipaddress.ip_address(ip)
+        addr = int(ipaddress.IPv4Address(ip))
     except ValueError:
         return False
-    return addr in net and net.network_address < addr < net.broadcast_address - 2
+    return int(net.network_address) < addr < int(net.broadcast_address) - 2
 
 
 def take_ip(world: World, vsw: VSwitch, wanted: str | None = None) -> str:
@@ -121,7 +127,8 @@ def take_ip(world: World, vsw: VSwitch, wanted: str | None = None) -> str:
     start = world.ip_hint.get(vsw.id, 0)
     for i in range(size):
         off = (start + i) % size
-        ip = str(ipaddress.IPv4Address(first + off))
+        n = first + off
+        ip = f"{n >> 24}.{(n >> 16) & 255}.{(n >> 8) & 255}.{n & 255}"
         if ip not in used:
             used.add(ip)
             world.ip_hint[vsw.id] = off + 1
@@ -139,7 +146,7 @@ def free_ip(world: World, vswitch_id: str, ip: str) -> None:
 def get_vpc(world: World, region_id: str, vpc_id: str | None, param: str = "VpcId") -> Vpc:
     vpc = world.get(Vpc, vpc_id, region_id)
     if vpc is None:
-        raise errors.ApiError("InvalidVpcId.NotFound", f"Specified VPC does not exist. ({param}={vpc_id})", 404)
+        raise errors.ApiError("InvalidVpcID.NotFound", f"Specified VPC does not exist. ({param}={vpc_id})", 404)
     return vpc
 
 
