@@ -2,7 +2,10 @@
 
     CloudError                  any failed call (code, message, HTTP status, request id, action)
      ├── Throttled              rate limited: wait (the server may say how long) and retry
-     ├── Transient              5xx, transport faults, a resource busy in a transitional state: retry
+     ├── Transient              5xx and the cloud's own hiccups: the request was not applied; retry it
+     │    └── Ambiguous         transport failure: the request may or may not have been applied
+     ├── Busy                   the resource is in a transitional state or another request holds it:
+     │                          look again, then decide (the step's job, not a blind retry)
      ├── NotFound               the resource does not exist (often an answer, not a failure)
      ├── AuthError              credentials or permission: never retried (no retry storm)
      └── Refused                the request is wrong for the resource's state: fail that instance
@@ -18,16 +21,21 @@ from typing import Any
 
 THROTTLING = re.compile(r"(^|\.)Throttling($|\.)|^Rejected\.Throttling$|^Throttling\.User$|^Throttling\.Api$")
 
-# Codes that mean "busy now, fine later": the cloud's transitional states and its own hiccups
-# (research/aliyun-api.md §3–4 and the codes Terraform retries, anchors §2.5).
+# The cloud's own hiccups: the request was not applied, sending it again is right.
 TRANSIENT_CODES = frozenset({
     "ServiceUnavailable", "InternalError", "InternalError.Dispatch", "UnknownError", "SystemBusy",
+})
+
+# "Busy now, fine later": a transitional state or a competing request (research/aliyun-api.md §3–4 and
+# the codes Terraform retries, anchors §2.5).  Whether to send the request again depends on what the
+# resource looks like now, so these go back to the step, which looks before it acts again.
+BUSY_CODES = frozenset({
     "OperationConflict", "TaskConflict", "LastTokenProcessing", "OperationFailed.LastTokenProcessing",
     "IncorrectEipStatus", "IncorrectStatus", "IncorrectStatus.NatGateway", "IncorrectStatus.NATGW",
     "InvalidBindingStatus", "InvalidOperation.Conflict", "IncorrectVSwitchStatus",
     "InvalidStatus.EniStatusNotSupport", "InvalidStatus.EcsStatusNotSupport", "OperationFailed.EcsMigrating",
     "InvalidOperation.InvalidEniState", "InvalidOperation.InvalidEcsState", "IncorretSnatEntryStatus",
-    "IncorrectRouteEntryStatus", "InvalidInstanceId.PlanedChange",
+    "IncorrectRouteEntryStatus", "InvalidInstanceId.PlanedChange", "IncorrectInstanceStatus",
 })
 
 AUTH_CODES = frozenset({
@@ -62,6 +70,14 @@ class Transient(CloudError):
     pass
 
 
+class Ambiguous(Transient):
+    pass
+
+
+class Busy(CloudError):
+    pass
+
+
 class NotFound(CloudError):
     pass
 
@@ -79,6 +95,8 @@ def kind_of(code: str, status: int | None) -> type[CloudError]:
         return Throttled
     if code in AUTH_CODES or code.startswith("Forbidden.RAM"):
         return AuthError
+    if code in BUSY_CODES:
+        return Busy
     if code in TRANSIENT_CODES or (status is not None and status >= 500):
         return Transient
     if code.endswith(".NotFound") or code == "InvalidInstanId.NotFound":
@@ -108,8 +126,8 @@ def from_sdk(exc: BaseException, action: str) -> CloudError:
     lowered = text.lower()
     if "credential" in lowered and ("unable to load" in lowered or "provider" in lowered):
         return AuthError("NoCredentials", _credential_hint(text), None, "", action)
-    # transport: refused connection, timeouts, bad JSON from a proxy -> worth retrying
-    return Transient("TransportError", text[:300], None, "", action)
+    # transport: refused connection, timeouts, bad JSON from a proxy: the request may have been applied
+    return Ambiguous("TransportError", text[:300], None, "", action)
 
 
 def _credential_hint(text: str) -> str:

@@ -553,9 +553,11 @@ def _invocations(c: Call) -> tuple[str, list[assistant.Invocation], str]:
             code = "InvalidParam.PageNumber" if name == "PageNumber" else "InvalidParam.PageSize"
             raise errors.ApiError(code, f"The specified {name} is not valid.", 403)
     invoke_id, command_id, instance_id = p.str("InvokeId"), p.str("CommandId"), p.str("InstanceId")
+    command_name = p.str("CommandName")
     encoding = p.choice("ContentEncoding", ("PlainText", "Base64"), default="Base64") or "Base64"
     out = [inv for inv in c.world.all(assistant.Invocation, region)
            if (not invoke_id or inv.id == invoke_id) and (not command_id or inv.command_id == command_id)
+           and (not command_name or inv.name == command_name)
            and (not instance_id or any(r["InstanceId"] == instance_id for r in inv.results))]
     return region, by_seq(out), encoding
 

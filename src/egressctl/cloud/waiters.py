@@ -1,0 +1,210 @@
+"""Batched waiters: one Describe call checks many resources, so waiting on a fleet does not eat the
+rate limit.
+
+A wait is data (kind, id, a success test, a failure test, a timeout) - botocore's waiters, minus
+the per-resource polling.  One poller thread serves every kind: each round it asks, per kind, for
+*all* pending ids in as few calls as the API allows (100 instances, 100 ENIs, 50 EIPs per call),
+stores the answers in a shared cache, and completes the waits whose test passed.  Polling backs off
+while a resource stays in its transitional state and restarts fast for new waits.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from alibabacloud_ecs20140526 import models as ecs
+from alibabacloud_vpc20160428 import models as vpc
+
+from ..inventory import Eip, Instance, Nic, eip_from_sdk, nic_from_sdk
+from .client import Cloud
+from .errors import CloudError
+
+BATCH = {"instance": 100, "nic": 100, "eip": 50}
+GONE = object()  # the cache's answer for "asked, and it does not exist"
+
+
+class Cache:
+    """Latest known state per (kind, id), with the time it was read."""
+
+    def __init__(self) -> None:
+        self._data: dict[tuple[str, str], tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def put(self, kind: str, rid: str, obj: Any) -> None:
+        with self._lock:
+            self._data[(kind, rid)] = (time.monotonic(), obj)
+
+    def get(self, kind: str, rid: str, max_age: float | None = None) -> Any:
+        """The cached object, ``GONE``, or ``None`` when unknown or older than ``max_age``."""
+        with self._lock:
+            hit = self._data.get((kind, rid))
+        if hit is None or (max_age is not None and time.monotonic() - hit[0] > max_age):
+            return None
+        return hit[1]
+
+    def forget(self, kind: str, rid: str) -> None:
+        with self._lock:
+            self._data.pop((kind, rid), None)
+
+
+class Fetcher:
+    """Batched reads by id; every answer also lands in the cache."""
+
+    def __init__(self, cloud: Cloud, region: str, cache: Cache):
+        self.cloud, self.region, self.cache = cloud, region, cache
+
+    def fetch(self, kind: str, ids: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        size = BATCH[kind]
+        for i in range(0, len(ids), size):
+            out.update(getattr(self, f"_{kind}")(ids[i:i + size]))
+        for rid in ids:
+            self.cache.put(kind, rid, out.get(rid, GONE))
+        return out
+
+    def _instance(self, ids: list[str]) -> dict[str, Instance]:
+        body = self.cloud.ecs("DescribeInstances", ecs.DescribeInstancesRequest(
+            region_id=self.region, instance_ids=json.dumps(ids), max_results=100))
+        return {i.instance_id: Instance.from_sdk(i) for i in (body.instances.instance if body.instances else [])}
+
+    def _nic(self, ids: list[str]) -> dict[str, Nic]:
+        body = self.cloud.ecs("DescribeNetworkInterfaces", ecs.DescribeNetworkInterfacesRequest(
+            region_id=self.region, network_interface_id=ids, max_results=100))
+        sets = body.network_interface_sets.network_interface_set if body.network_interface_sets else []
+        return {n.network_interface_id: nic_from_sdk(n) for n in sets or []}
+
+    def _eip(self, ids: list[str]) -> dict[str, Eip]:
+        body = self.cloud.vpc("DescribeEipAddresses", vpc.DescribeEipAddressesRequest(
+            region_id=self.region, allocation_id=",".join(ids), page_size=100))
+        return {e.allocation_id: eip_from_sdk(e) for e in (body.eip_addresses.eip_address if body.eip_addresses
+                                                          else []) or []}
+
+    def tool_nics(self, plan_id: str) -> list[Nic]:
+        """Every ENI this plan created (by tag): how a crash between create and journal is recovered."""
+        out, token = [], None
+        while True:
+            body = self.cloud.ecs("DescribeNetworkInterfaces", ecs.DescribeNetworkInterfacesRequest(
+                region_id=self.region, max_results=500, next_token=token,
+                tag=[ecs.DescribeNetworkInterfacesRequestTag(key="egressctl:plan", value=plan_id)]))
+            for n in (body.network_interface_sets.network_interface_set if body.network_interface_sets else []) or []:
+                nic = nic_from_sdk(n)
+                self.cache.put("nic", nic.eni_id, nic)
+                out.append(nic)
+            token = body.next_token
+            if not token:
+                return out
+
+
+@dataclass
+class Wait:
+    kind: str
+    rid: str
+    done: Callable[[Any], bool]  # gets the object or GONE
+    on_result: Callable[[str, Any], None]  # ("done" | "failed" | "timeout" | "error", obj or message)
+    failed: Callable[[Any], str | None] = lambda obj: None
+    timeout_s: float = 600.0
+    what: str = ""
+    started: float = field(default_factory=time.monotonic)
+    next_check: float = 0.0
+    interval: float = 0.0
+
+
+class Waiters:
+    """The poller.  ``poll_interval`` is the longest a wait sleeps between checks; the first check
+    comes sooner (a quarter of it) and the interval grows to the cap while nothing changes."""
+
+    def __init__(self, fetcher: Fetcher, poll_interval: float = 1.0,
+                 extra_kinds: dict[str, Callable[[list[str]], dict[str, Any]]] | None = None):
+        self.fetcher = fetcher
+        self.poll_interval = poll_interval
+        self.extra = dict(extra_kinds or {})
+        self._waits: list[Wait] = []
+        self._cv = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="egressctl-waiters", daemon=True)
+        self.rounds = 0
+
+    def start(self) -> Waiters:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        self._thread.join(timeout=10)
+
+    def add(self, w: Wait) -> None:
+        now = time.monotonic()
+        w.interval = self.poll_interval / 4
+        w.next_check = now + w.interval
+        w.started = now
+        with self._cv:
+            self._waits.append(w)
+            self._cv.notify_all()
+
+    def pending(self) -> int:
+        with self._cv:
+            return len(self._waits)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._stop and not self._waits:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                now = time.monotonic()
+                due_at = min(w.next_check for w in self._waits)
+                if due_at > now:
+                    self._cv.wait(due_at - now)
+                    continue
+                waits = list(self._waits)
+            self._round(waits)
+
+    def _round(self, waits: list[Wait]) -> None:
+        self.rounds += 1
+        now = time.monotonic()
+        due_kinds = {w.kind for w in waits if w.next_check <= now}
+        answers: dict[str, dict[str, Any]] = {}
+        errors: dict[str, str] = {}
+        for kind in due_kinds:
+            ids = sorted({w.rid for w in waits if w.kind == kind})  # all pending of that kind: same cost
+            try:
+                answers[kind] = self.extra[kind](ids) if kind in self.extra else self.fetcher.fetch(kind, ids)
+            except CloudError as e:
+                errors[kind] = e.short()
+        finished: list[tuple[Wait, str, Any]] = []
+        now = time.monotonic()
+        for w in waits:
+            if w.kind not in due_kinds:
+                continue
+            if w.kind in errors:
+                outcome = ("error", errors[w.kind]) if now - w.started > w.timeout_s else None
+            else:
+                obj = answers[w.kind].get(w.rid, GONE)
+                why = w.failed(obj)
+                if why:
+                    outcome = ("failed", why)
+                elif w.done(obj):
+                    outcome = ("done", obj)
+                elif now - w.started > w.timeout_s:
+                    outcome = ("timeout", f"{w.what or w.kind} not reached after {w.timeout_s:.0f} s")
+                else:
+                    outcome = None
+            if outcome is None:
+                w.interval = min(self.poll_interval, max(w.interval * 1.5, self.poll_interval / 4))
+                w.next_check = now + w.interval
+            else:
+                finished.append((w, *outcome))
+        if finished:
+            with self._cv:
+                gone = {id(w) for w, _, _ in finished}
+                self._waits = [w for w in self._waits if id(w) not in gone]
+        for w, status, obj in finished:
+            w.on_result(status, obj)
