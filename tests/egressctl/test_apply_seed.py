@@ -15,7 +15,7 @@ from vpclab.resources.instances import Instance
 from .conftest import REGION, FakeGuest
 
 
-def test_audit_classifies_the_seed(cloud, seed_lab: Lab) -> None:  # noqa: ANN001
+def test_audit_classifies_the_seed(cloud, seed_lab: Lab) -> None:
     res, _, _ = workflows.audit(cloud, REGION)
     by_name = {r["name"]: r for r in res.rows}
     assert by_name["web-1"]["action"] == "migrate"
@@ -34,7 +34,7 @@ def test_audit_classifies_the_seed(cloud, seed_lab: Lab) -> None:  # noqa: ANN00
     assert sum(res.calls.values()) <= 20
 
 
-def test_apply_migrates_web_1_and_web_2(cloud, seed_lab: Lab, guest: FakeGuest, tmp_path: Path) -> None:  # noqa: ANN001
+def test_apply_migrates_web_1_and_web_2(cloud, seed_lab: Lab, guest: FakeGuest, tmp_path: Path) -> None:
     ids = [seed_lab.ids["instances"]["web-1"], seed_lab.ids["instances"]["web-2"]]
     p, _ = workflows.make_plan(cloud, REGION, instance_ids=ids, select_all=False, vpc_id=None, tags=None,
                                opts=Options())
@@ -62,7 +62,7 @@ def test_apply_migrates_web_1_and_web_2(cloud, seed_lab: Lab, guest: FakeGuest, 
     assert mutating == {"GetCallerIdentity"} or mutating == set()
 
 
-def test_verify_then_rollback(cloud, seed_lab: Lab, guest: FakeGuest, tmp_path: Path) -> None:  # noqa: ANN001
+def test_verify_then_rollback(cloud, seed_lab: Lab, guest: FakeGuest, tmp_path: Path) -> None:
     from egressctl.verify import verify
 
     web1 = seed_lab.ids["instances"]["web-1"]
