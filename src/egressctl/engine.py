@@ -48,7 +48,7 @@ class EngineOptions:
     parallel: int | None = None  # None = derived from the rate limits (Little's law)
     max_failures: int = 0
     poll_interval: float = 1.0
-    workers: int = 16
+    workers: int = 64
     guest_timeout_s: float = 900.0
     retry_base_s: float = 0.5
     retry_cap_s: float = 20.0

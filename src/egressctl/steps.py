@@ -290,6 +290,9 @@ def _guest(ctx: Ctx, mode: str, key: str) -> Outcome:
         return Done("confirmed by the operator")
     handle = data.get(f"{key}_handle")
     outcome: GuestOutcome | None = ctx.engine.guest_outcomes.pop(handle, None) if handle else None
+    if outcome is not None and outcome.retry:
+        ctx.save(**{f"{key}_handle": None})
+        handle, outcome = None, None
     if outcome is not None:
         if outcome.ok:
             ctx.save(**{f"{key}_done": True, f"{key}_result": outcome.result or {}})

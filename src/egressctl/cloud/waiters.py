@@ -127,6 +127,8 @@ class Waiters:
         self._cv = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="egressctl-waiters", daemon=True)
+        self._last_round: dict[str, float] = {}
+        self.min_gap = poll_interval / 2  # a kind is never polled more often than this, however many waits
         self.rounds = 0
 
     def start(self) -> Waiters:
@@ -160,17 +162,28 @@ class Waiters:
                 if self._stop:
                     return
                 now = time.monotonic()
-                due_at = min(w.next_check for w in self._waits)
+                ready = self._ready_at()
+                due_at = min(ready.values())
                 if due_at > now:
                     self._cv.wait(due_at - now)
                     continue
                 waits = list(self._waits)
-            self._round(waits)
+                due_kinds = {k for k, t in ready.items() if t <= now}
+            self._round(waits, due_kinds)
 
-    def _round(self, waits: list[Wait]) -> None:
+    def _ready_at(self) -> dict[str, float]:
+        """Per kind: when its next batched round may run (its earliest due wait, but not sooner than
+        ``min_gap`` after its previous round)."""
+        ready: dict[str, float] = {}
+        for w in self._waits:
+            ready[w.kind] = min(ready.get(w.kind, w.next_check), w.next_check)
+        return {k: max(t, self._last_round.get(k, 0.0) + self.min_gap) for k, t in ready.items()}
+
+    def _round(self, waits: list[Wait], due_kinds: set[str]) -> None:
         self.rounds += 1
         now = time.monotonic()
-        due_kinds = {w.kind for w in waits if w.next_check <= now}
+        for kind in due_kinds:
+            self._last_round[kind] = now
         answers: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
         for kind in due_kinds:

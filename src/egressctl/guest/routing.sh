@@ -761,6 +761,9 @@ ec_check_row() { # rows|confs
 	2) ec_diff "several network interfaces have MAC $R_MAC" ;;
 	esac
 	if [ "$1" = rows ]; then
+		for _ck_f in $(ec_confs); do
+			_ck_why=$(ec_conf_line "$_ck_f") || ec_diff "config: $_ck_f is invalid ($_ck_why)"
+		done
 		if ! ec_find_conf "$R_MAC"; then
 			ec_diff "config: $EC_BAD"
 		elif [ -z "$C_PATH" ]; then
@@ -873,13 +876,12 @@ ec_select_rows() {
 	done
 	while :; do
 		EC_SEL=''
+		_sr_known=$_sr_conf_macs$(ec_local_macs | tr ' ' '\n')
 		_sr_ifs=$IFS
 		IFS=$EC_NL
 		for _sr_line in $EC_ROWS; do
 			IFS=$_sr_ifs
-			_sr_mac=${_sr_line%% *}
-			ec_find_dev "$_sr_mac"
-			if [ $? -ne 1 ] || printf '%s\n' "$_sr_conf_macs" | grep -q -x -F "$_sr_mac"; then
+			if printf '%s\n' "$_sr_known" | grep -q -x -F "${_sr_line%% *}"; then
 				EC_SEL=$EC_SEL$_sr_line$EC_NL
 			fi
 		done
@@ -938,6 +940,10 @@ ec_main() {
 		;;
 	esac
 	[ "${2-}" = --no-wait ] && EC_NOWAIT=1
+	if ! command -v ip >/dev/null 2>&1; then
+		ec_top_err "the ip command (iproute2) is not installed"
+		ec_finish
+	fi
 	if [ "$EC_MODE" != check ] && [ "$(id -u)" != 0 ]; then
 		ec_top_err "$EC_MODE needs root"
 		ec_finish

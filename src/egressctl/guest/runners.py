@@ -14,9 +14,11 @@ guest step waits and is journaled like any other step.
 from __future__ import annotations
 
 import base64
+import hashlib
 import shlex
 import subprocess
 import threading
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -26,7 +28,8 @@ from typing import Any
 from alibabacloud_ecs20140526 import models as ecs
 
 from ..cloud import Cloud
-from .script import GuestRouting, parse_result, render
+from ..cloud.errors import CloudError
+from .script import GuestRouting, parse_result, render, render_batch, split_batch
 
 FINAL_OK = ("Success",)
 FINAL_BAD = ("Failed", "Timeout", "Invalid", "Error", "Aborted", "Cancelled", "Terminated", "Stopped")
@@ -55,6 +58,7 @@ class GuestOutcome:
     result: dict[str, Any] | None = None
     manual: bool = False  # print runner: a person has to run it
     output: str = ""
+    retry: bool = False  # nothing ran (egressctl lost track): start the step again
 
     def summary(self) -> str:
         parts = [self.status]
@@ -95,44 +99,115 @@ class GuestRunner(ABC):
     def poll(self, handles: list[str]) -> dict[str, GuestOutcome | None]: ...
 
 
+@dataclass
+class _Batch:
+    """Guest jobs collected for one RunCommand (the same script text, or routing rows of one mode)."""
+
+    key: tuple[str, str]  # (mode, probe script or "")
+    bid: str
+    opened: float
+    jobs: dict[str, tuple[GuestJob, str]] = field(default_factory=dict)  # instance -> (job, token)
+    invoke_of: dict[str, str] = field(default_factory=dict)  # instance -> invoke id, once sent
+    errors: dict[str, str] = field(default_factory=dict)  # instance -> why it could not be sent
+    sent: bool = False
+
+
 class CloudAssistantRunner(GuestRunner):
+    """One ``RunCommand`` carries the rows of up to ``max_batch`` instances (each guest acts on the row
+    whose MAC it has, docs/guest-routing.md), split to fit the CommandContent limit; results come back
+    with one ``DescribeInvocations`` per command.  So a fleet of N costs about N/60 RunCommand calls and
+    as many polls per round, not N of each.  Jobs wait at most ``window_s`` for companions."""
+
     name = "cloud-assistant"
 
-    def __init__(self, cloud: Cloud, region: str, command_name: str, timeout_s: int = 180):
+    def __init__(self, cloud: Cloud, region: str, command_name: str, timeout_s: int = 180, window_s: float = 0.3,
+                 max_batch: int = 100):
         self.cloud, self.region, self.command_name, self.timeout_s = cloud, region, command_name, timeout_s
+        self.window_s, self.max_batch = window_s, max_batch
+        self._lock = threading.Lock()
+        self._open: dict[tuple[str, str], _Batch] = {}
+        self._batches: dict[str, _Batch] = {}
+        self._n = 0
 
     def start(self, job: GuestJob, token: str) -> str:
-        # gzip+base64 keeps the script under Cloud Assistant's CommandContent size limit
-        script = job.text("gzip")
-        body = self.cloud.ecs("RunCommand", ecs.RunCommandRequest(
-            region_id=self.region, type="RunShellScript", command_content=base64.b64encode(script.encode()).decode(),
-            content_encoding="Base64", instance_id=[job.instance_id], timeout=self.timeout_s,
-            name=self.command_name, description=f"egressctl guest routing ({job.mode})", client_token=token))
-        return f"{body.invoke_id}/{job.instance_id}"
+        key = (job.mode, job.script or "")
+        with self._lock:
+            batch = self._open.get(key)
+            if batch is None:
+                self._n += 1
+                batch = _Batch(key, f"{int(time.time() * 1000):x}{self._n}", time.monotonic())
+                self._open[key] = batch
+                self._batches[batch.bid] = batch
+            batch.jobs[job.instance_id] = (job, token)
+            full = len(batch.jobs) >= self.max_batch
+            if full:
+                del self._open[key]
+        if full:
+            self._send(batch)
+        return f"b:{batch.bid}/{job.instance_id}"
+
+    def _due(self) -> list[_Batch]:
+        now = time.monotonic()
+        with self._lock:
+            due = [b for k, b in self._open.items() if now - b.opened >= self.window_s]
+            for b in due:
+                del self._open[b.key]
+        return due
+
+    def _send(self, batch: _Batch) -> None:
+        mode, probe = batch.key
+        jobs = list(batch.jobs.values())
+        if probe:
+            groups = [[j for j, _ in jobs[i:i + self.max_batch]] for i in range(0, len(jobs), self.max_batch)]
+        else:
+            by_row = {id(j.routing): j for j, _ in jobs}
+            groups = [[by_row[id(r)] for r in g] for g in
+                      split_batch([j.routing for j, _ in jobs], mode, encoding="gzip")]  # type: ignore[arg-type]
+        tokens = {j.instance_id: t for j, t in jobs}
+        for group in groups:
+            ids = [j.instance_id for j in group]
+            script = probe or render_batch([j.routing for j in group], mode, encoding="gzip")  # type: ignore[arg-type]
+            token = "egb-" + hashlib.sha256("|".join(sorted(tokens[i] for i in ids)).encode()).hexdigest()[:40]
+            try:
+                body = self.cloud.ecs("RunCommand", ecs.RunCommandRequest(
+                    region_id=self.region, type="RunShellScript",
+                    command_content=base64.b64encode(script.encode()).decode(), content_encoding="Base64",
+                    instance_id=ids, timeout=self.timeout_s, name=self.command_name,
+                    description=f"egressctl guest {mode} ({len(ids)} instances)", client_token=token))
+            except CloudError as e:
+                for i in ids:
+                    batch.errors[i] = f"RunCommand: {e.short()}"
+                continue
+            for i in ids:
+                batch.invoke_of[i] = body.invoke_id
+        batch.sent = True
 
     def poll(self, handles: list[str]) -> dict[str, GuestOutcome | None]:
-        wanted = {h.split("/", 1)[0]: h for h in handles}
-        out: dict[str, GuestOutcome | None] = {h: None for h in handles}
-        seen: set[str] = set()
-        token = None
-        while True:
+        for batch in self._due():
+            self._send(batch)
+        out: dict[str, GuestOutcome | None] = {}
+        wanted: dict[str, dict[str, str]] = {}  # invoke id -> instance -> handle
+        for h in handles:
+            bid, iid = h.removeprefix("b:").split("/", 1)
+            batch = self._batches.get(bid)
+            if batch is None:
+                out[h] = GuestOutcome(False, "Lost", None, "egressctl restarted before the guest answered; running "
+                                      "the (idempotent) script again", retry=True)
+            elif iid in batch.errors:
+                out[h] = GuestOutcome(False, "Error", None, batch.errors[iid])
+            elif iid in batch.invoke_of:
+                wanted.setdefault(batch.invoke_of[iid], {})[iid] = h
+                out[h] = None
+            else:
+                out[h] = None  # not sent yet
+        for invoke_id, members in wanted.items():
             body = self.cloud.ecs("DescribeInvocations", ecs.DescribeInvocationsRequest(
-                region_id=self.region, command_name=self.command_name, include_output=True,
-                content_encoding="PlainText", max_results=50, next_token=token))
+                region_id=self.region, invoke_id=invoke_id, include_output=True, content_encoding="PlainText",
+                max_results=1))
             for inv in (body.invocations.invocation if body.invocations else []) or []:
-                handle = wanted.get(inv.invoke_id)
-                if handle is None:
-                    continue
-                seen.add(inv.invoke_id)
-                iid = handle.split("/", 1)[1]
-                rows = inv.invoke_instances.invoke_instance if inv.invoke_instances else []
-                row = next((r for r in rows or [] if r.instance_id == iid), None)
-                if row is None:
-                    continue
-                out[handle] = self._outcome(row)
-            token = body.next_token
-            if not token or seen >= set(wanted):
-                break
+                for row in (inv.invoke_instances.invoke_instance if inv.invoke_instances else []) or []:
+                    if row.instance_id in members:
+                        out[members[row.instance_id]] = self._outcome(row)
         return out
 
     @staticmethod

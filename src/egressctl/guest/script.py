@@ -19,6 +19,7 @@ import re
 import textwrap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from importlib import resources
 from typing import Any, Literal, get_args
 
@@ -44,9 +45,10 @@ DEFAULT_WAIT_S = 30
 #: Routes the script adds carry this rtnetlink protocol number ("proto 236").
 ROUTE_PROTO = 236
 MAX_BATCH_ROWS = 200
-#: Cloud Assistant limit on CommandContent, in bytes of the *plain* script: RunCommand documents
-#: 24 KB for the Base64-encoded content of a command that is not kept (18 KB when it is kept, as for
-#: CreateCommand), and Base64 grows text by 4/3. Use ``encoding="gzip"`` and :func:`split_batch`.
+#: Cloud Assistant limit on CommandContent, in bytes of the *plain* script. Alibaba's docs give 24 KB
+#: for the Base64-encoded content of a RunCommand that is not kept and 18 KB for a kept command
+#: (CreateCommand, ROS); not measured here. Base64 grows text by 4/3. Use ``encoding="gzip"`` and
+#: :func:`split_batch` to stay below it.
 COMMAND_CONTENT_LIMIT = 24 * 1024 * 3 // 4
 COMMAND_CONTENT_LIMIT_KEPT = 18 * 1024 * 3 // 4
 RESULT_PREFIX = "EGRESSCTL_RESULT "
@@ -199,11 +201,13 @@ class GuestRouting:
 # ------------------------------------------------------------------------------------ rendering
 
 
+@lru_cache(maxsize=1)
 def template_text() -> str:
     """The annotated shell template ``routing.sh`` as shipped in the package."""
     return resources.files("egressctl.guest").joinpath("routing.sh").read_text(encoding="utf-8")
 
 
+@lru_cache(maxsize=1)
 def embedded_script() -> str:
     """The routing logic as embedded in rendered scripts and installed on the guest.
 
@@ -222,6 +226,12 @@ def embedded_script() -> str:
     if any(line == _LIB_END for line in out):
         raise RuntimeError("routing.sh contains the heredoc terminator")
     return text
+
+
+@lru_cache(maxsize=1)
+def _gzip_chunks() -> tuple[str, ...]:
+    payload = gzip.compress(embedded_script().encode("utf-8"), compresslevel=9, mtime=0)
+    return tuple(textwrap.wrap(base64.b64encode(payload).decode("ascii"), 100))
 
 
 def _check_mode(mode: object) -> str:
@@ -270,7 +280,6 @@ def render_batch(rows: Sequence[GuestRouting], mode: Mode = "apply", *, encoding
             raise GuestValueError("rows", f"mac {row.mac} appears twice")
         seen.add(row.mac)
         lines.append(row.row())
-    lib = embedded_script()
     header = [
         "#!/bin/sh",
         "# egressctl guest routing script (rendered; do not edit). See docs/guest-routing.md.",
@@ -282,10 +291,9 @@ def render_batch(rows: Sequence[GuestRouting], mode: Mode = "apply", *, encoding
         "'",
     ]
     if encoding == "plain":
-        body = ["egressctl_lib() {", f"\tcat <<'{_LIB_END}'", lib + _LIB_END, "}"]
+        body = ["egressctl_lib() {", f"\tcat <<'{_LIB_END}'", embedded_script() + _LIB_END, "}"]
     else:
-        payload = base64.b64encode(gzip.compress(lib.encode("utf-8"), compresslevel=9, mtime=0)).decode("ascii")
-        chunks = textwrap.wrap(payload, 100)
+        chunks = _gzip_chunks()
         body = ["egressctl_lib() {", "\tprintf '%s' \\", *[f"\t\t'{c}' \\" for c in chunks[:-1]],
                 f"\t\t'{chunks[-1]}' | base64 -d | gzip -dc", "}"]
     decode_error = _error_line(mode, "cannot unpack the embedded routing script (needs cat, or base64 and gzip)")

@@ -180,7 +180,8 @@ class NetLab:
         out = self.ip(short, "-j", *args).stdout.strip()
         return json.loads(out) if out else []
 
-    def exec(self, short: str, *argv: str, check: bool = True, timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    def exec(self, short: str, *argv: str, check: bool = True, timeout: float = 30,
+             **kw) -> subprocess.CompletedProcess:
         return _run(["ip", "netns", "exec", self.name(short), *argv], check=check, timeout=timeout, **kw)
 
     def sysctl(self, short: str, key: str, value: str) -> None:
@@ -359,7 +360,8 @@ class VSwitchLab(NetLab):
                        for link in self.ip_json("guest", "link", "show"))
         addrs = sorted((a["ifname"], i["local"], i["prefixlen"]) for a in self.ip_json("guest", "-4", "addr", "show")
                        for i in a.get("addr_info", []))
-        routes = sorted(json.dumps(r, sort_keys=True) for r in self.ip_json("guest", "-4", "route", "show", "table", "all"))
+        routes = sorted(json.dumps(r, sort_keys=True)
+                        for r in self.ip_json("guest", "-4", "route", "show", "table", "all"))
         rules = sorted(json.dumps(r, sort_keys=True) for r in self.ip_json("guest", "-4", "rule", "show"))
         names = [name for name, *_ in links]
         sysctls = {f"{d}.{k}": self.read_sysctl("guest", f"net.ipv4.conf.{d}.{k}")
@@ -393,7 +395,8 @@ class Guest:
 
     def files(self) -> list[str]:
         """Everything under the directories the script may write, as the guest sees it (with mtimes)."""
-        dirs = "/etc/egressctl /usr/local/lib/egressctl /etc/systemd/system /etc/NetworkManager /etc/networkd-dispatcher"
+        dirs = ("/etc/egressctl /usr/local/lib/egressctl /etc/systemd/system /etc/NetworkManager"
+                " /etc/networkd-dispatcher")
         out = self.run(["/bin/sh", "-c", f"find {dirs} -printf '%p %y %m %l %s %T@\\n' 2>/dev/null | sort"]).stdout
         return out.splitlines()
 

@@ -187,7 +187,8 @@ def test_render_accepts_only_guestrouting_and_known_modes() -> None:
         render_batch([])
     with pytest.raises(GuestValueError, match="appears twice"):
         render_batch([routing(), routing(ip="192.168.3.12", mac="00-16-3E-00-00-11")])
-    many = [routing(mac=f"00:16:3e:00:{i // 256:02x}:{i % 256:02x}", ip="192.168.3.11") for i in range(gs.MAX_BATCH_ROWS + 1)]
+    many = [routing(mac=f"00:16:3e:00:{i // 256:02x}:{i % 256:02x}", ip="192.168.3.11")
+            for i in range(gs.MAX_BATCH_ROWS + 1)]
     with pytest.raises(GuestValueError, match="at most"):
         render_batch(many)
 
