@@ -165,7 +165,7 @@ def test_audit_json_schema(cli: Cli) -> None:
     rows = doc["instances"]
     assert len(rows) == 7
     for r in rows:
-        assert AUDIT_KEYS <= set(r), AUDIT_KEYS - set(r)
+        assert set(r) >= AUDIT_KEYS, AUDIT_KEYS - set(r)
         for k in ("egress_now", "egress_after"):
             assert {"kind", "ip"} <= set(r[k]) and r[k]["kind"] in ("fixed_ip", "eip", "snat", "none")
         assert r["action"] in ("ok", "migrate", "blocked", "skip")
@@ -366,15 +366,24 @@ def test_hand_edited_plan(cli: Cli, planned: tuple[Path, dict[str, Any]]) -> Non
 
 def test_plan_that_is_not_json(cli: Cli, planned: tuple[Path, dict[str, Any]]) -> None:
     path, before = planned
-    path.write_bytes(b"\x00\x01 this is not a plan \xff")
+    path.write_text("plan: [this is YAML, not JSON\n")
     msg = _refused_apply(cli, path, before)
-    assert "not a plan" in msg or "invalid JSON" in msg
+    assert str(path) in msg and "not a plan" in msg and "invalid JSON" in msg
     other = cli.tmp / "other.json"
     other.write_text('{"format": "something-else"}')
     assert "not an egressctl plan" in _refused_apply(cli, other, before)
     missing = cli.tmp / "missing.json"
     p = cli("apply", str(missing), "--yes")
     assert p.returncode == 2 and "cannot read" in flat(p.stderr)
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: plan.load reads the file with read_text() and catches only OSError, "
+                                       "so a non-UTF-8 file escapes as UnicodeDecodeError (traceback, exit 1)")
+def test_plan_that_is_binary_garbage(cli: Cli, planned: tuple[Path, dict[str, Any]]) -> None:
+    path, before = planned
+    path.write_bytes(b"\x00\x01 this is not a plan \xff\xfe")
+    msg = _refused_apply(cli, path, before)
+    assert str(path) in msg and "not a plan" in msg
 
 
 def test_plan_for_another_account(cli: Cli, planned: tuple[Path, dict[str, Any]]) -> None:
