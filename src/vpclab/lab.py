@@ -32,7 +32,9 @@ class Lab:
                  throttle: str | Throttle = "off", executor: Any = None, convert_rule: str = "current",
                  region_id: str | None = None, extra_keys: dict[str, str] | None = None,
                  faults: FaultHook | None = None, seed: int | None = None, catalogue: Catalogue | None = None,
-                 account_id: str = "1234567890123456"):
+                 account_id: str = "1234567890123456", dataplane: str = "off"):
+        if dataplane not in ("auto", "on", "off"):
+            raise ValueError("dataplane must be auto, on or off")
         if convert_rule not in ("current", "legacy"):
             raise ValueError("convert_rule must be 'current' or 'legacy'")
         self.latency = LatencyProfile.load(latency, time_scale, seed=seed)
@@ -49,6 +51,10 @@ class Lab:
         self.api = Api(self.world, self.keys, self.throttle, faults=faults)
         self._host, self._port = host, port
         self.server: ApiServer | None = None
+        self.dataplane_mode = dataplane
+        self.dataplane: Any = None
+        self.dataplane_note = "off"
+        self._state_dir = Path(state_dir) if state_dir is not None else None
 
     def _load(self, scenario: str | Path | dict[str, Any] | None) -> None:
         self._region: str | None = None
@@ -79,9 +85,29 @@ class Lab:
         gc.freeze()
         self.server = ApiServer(self.api, self._host, self._port)
         self.server.start()
+        if self.dataplane_mode != "off":
+            from .dataplane import DataPlane, kernel
+
+            reason = kernel.unavailable_reason()
+            if reason is not None:
+                if self.dataplane_mode == "on":
+                    self.stop()
+                    raise RuntimeError(f"the data plane cannot run: {reason}")
+                self.dataplane_note = f"off: {reason}"
+            else:
+                self.dataplane = DataPlane(self.world, self._state_dir)
+                try:
+                    self.dataplane.start(self.server)
+                except BaseException:
+                    self.stop()
+                    raise
+                self.dataplane_note = "on"
         return self
 
     def stop(self) -> None:
+        if self.dataplane is not None:
+            self.dataplane.stop()
+            self.dataplane = None
         if self.server is not None:
             self.server.stop()
             self.server = None
@@ -108,4 +134,10 @@ class Lab:
         return f"{self.server.host}:{self.server.port}"
 
     def ready_line(self, **extra: Any) -> str:
+        if self.dataplane is not None:
+            st = self.dataplane.status()
+            extra = {"dataplane": "on", "lab": st["prefix"], "echo_url": st["echo_url"],
+                     "operator_endpoint": self.dataplane.api_endpoint, **extra}
+        else:
+            extra = {"dataplane": self.dataplane_note, **extra}
         return ready_line(self.endpoint, self.region_id, self.access_key_id, **extra)

@@ -207,10 +207,22 @@ class ApiServer:
         self.host, self.port = self.httpd.server_address[:2]
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._extra: list[_Server] = []
 
     @property
     def endpoint(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def serve_socket(self, sock: socket.socket) -> None:
+        """Serve the same API on another listening socket (e.g. one inside the operator namespace)."""
+        srv = _Server(sock.getsockname()[:2], self.httpd.RequestHandlerClass, bind_and_activate=False)
+        srv.socket.close()
+        srv.socket = sock
+        self._extra.append(srv)
+        t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True,
+                             name="vpclab-http-extra")
+        self._threads.append(t)
+        t.start()
 
     def start(self) -> None:
         t1 = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="vpclab-http",
@@ -237,6 +249,9 @@ class ApiServer:
             self.api.world._wake.notify_all()
         self.httpd.shutdown()
         self.httpd.server_close()
+        for srv in self._extra:
+            srv.shutdown()
+            srv.server_close()
         for t in self._threads:
             t.join(timeout=5)
 
