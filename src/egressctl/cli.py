@@ -442,5 +442,17 @@ def guest_script(
     _run(go)
 
 
+@app.command()
+def demo(
+    dataplane: Annotated[str, typer.Option(help="auto | on | off (real packets need root)")] = "auto",
+    keep: Annotated[bool, typer.Option(help="keep the plan and journal")] = False,
+) -> None:
+    """The seed's procedure end to end against vpclab: audit, plan, apply, verify (on real packets when
+    running as root), then clean up.  Exit 0 only when verification passed."""
+    from .demo import run as run_demo
+
+    raise typer.Exit(run_demo(dataplane, keep))
+
+
 def main() -> None:
     app()

@@ -106,7 +106,9 @@ def verify(cloud: Cloud, region: str, instance_ids: list[str], runner: GuestRunn
         a = egress.analyze(inv, inst)
         ctl, snat_ips = control_check(inv, a)
         expected[iid] = snat_ips
-        rows[iid] = {"instance_id": iid, "name": inst.name, "checks": {}, "inbound_ip": ctl.extra.get("eip")}
+        # where the internet reaches it now: the EIP on its ENI, or (not migrated yet) its own public IP
+        rows[iid] = {"instance_id": iid, "name": inst.name, "checks": {},
+                     "inbound_ip": ctl.extra.get("eip") or a.inbound_ip}
         rows[iid]["checks"]["control"] = ctl.to_dict() if "control" in checks else Check(None, "skipped").to_dict()
     if "egress" in checks and runner is not None:
         probe = render_probe(echo_url)

@@ -51,7 +51,7 @@ class EchoHandler(BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         body = f"当前 IP：{self.client_address[0]}  来自于：vpclab internet\n".encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; charset=utf-8")
@@ -78,7 +78,7 @@ def metadata_handler(world: World, vpc_id: str) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(body)
 
-        def do_PUT(self) -> None:  # noqa: N802
+        def do_PUT(self) -> None:
             if self.path.rstrip("/") != "/latest/api/token":
                 return self._reply(404, "Not Found")
             if self.headers.get("X-Forwarded-For"):
@@ -93,7 +93,7 @@ def metadata_handler(world: World, vpc_id: str) -> type[BaseHTTPRequestHandler]:
             tokens[token] = (self.client_address[0], time.monotonic() + ttl)
             return self._reply(200, token)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             token = self.headers.get("X-aliyun-ecs-metadata-token")
             if token is not None:
                 hit = tokens.get(token)
