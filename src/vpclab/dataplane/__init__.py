@@ -89,6 +89,7 @@ class DataPlane:
         self._metadata_vpcs: set[str] = set()
         self._roots: dict[str, GuestRoot] = {}
         self._dirty = threading.Event()
+        self._reboots: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._desired: Desired | None = None
@@ -142,6 +143,9 @@ class DataPlane:
 
     # -- reconciling ----------------------------------------------------------------------------------
     def _on_change(self, changes: list[Any], events: list[Any]) -> None:
+        for name, obj in events:
+            if name == "instance.rebooted":
+                self._reboots.add(obj.id)  # even when the API never showed it down between two looks
         self._dirty.set()
 
     def _loop(self) -> None:
@@ -160,8 +164,14 @@ class DataPlane:
     def reconcile(self) -> dict[str, list[str]]:
         with self.world.lock:
             d = snapshot(self.world)
+            reboots, self._reboots = self._reboots, set()
         with self._lock:
             changed = self.topo.apply(d)
+            for iid in sorted(reboots):
+                spec = d.instances.get(iid)
+                if spec is not None and spec.running and iid not in changed["booted"]:
+                    self.topo.boot(spec)
+                    changed["booted"].append(iid)
             self._desired = d
             self.reconciles += 1
             for vpc_id in d.vpcs:
