@@ -150,6 +150,9 @@ def plan(
     inbound_port: Annotated[list[int] | None, typer.Option(help="TCP port that must stay reachable on the EIP "
                                                                 "(repeatable; default 22)")] = None,
     guest: Annotated[str, typer.Option(help="cloud-assistant | ssh | print")] = "cloud-assistant",
+    order: Annotated[str, typer.Option(help="guest-first (default: inbound is down only while the EIP moves) | "
+                                            "seed (the seed's order, guest routing after the move: for "
+                                            "comparisons)")] = "guest-first",
     out_file: Annotated[Path, typer.Option("-o", "--out", help="where to write the plan")] = Path("plan.json"),
     output: Annotated[str, typer.Option(help="text | json")] = "text",
 ) -> None:
@@ -163,7 +166,9 @@ def plan(
             raise Exit(2, "give --instances or --all, not both")
         g = _globals(ctx)
         cloud = _cloud(g, g.region)
-        opts = Options(allow_billing_change, allow_stop, tuple(inbound_port or (22,)), guest)
+        if order not in ("guest-first", "seed"):
+            raise Exit(2, f"--order {order!r}: expected guest-first or seed")
+        opts = Options(allow_billing_change, allow_stop, tuple(inbound_port or (22,)), guest, order)
         p, _ = make_plan(cloud, g.region or "", instance_ids=_ids(instances), select_all=all_, vpc_id=vpc,
                          tags=_tags(tag), opts=opts)
         plan_mod.save(p, out_file)

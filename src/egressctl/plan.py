@@ -80,6 +80,7 @@ class PlanOptions(_M):
     allow_stop: bool
     inbound_ports: list[int]
     guest: Literal["cloud-assistant", "ssh", "print"]
+    order: Literal["guest-first", "seed"] = "guest-first"
 
 
 class Excluded(_M):
@@ -115,7 +116,9 @@ class Plan(_M):
         raise KeyError(instance_id)
 
 
-def steps_for(billing: bool, stop: bool) -> list[str]:
+def steps_for(billing: bool, stop: bool, order: str = "guest-first") -> list[str]:
+    """The step list.  ``order="seed"`` reproduces the seed's order (guest routing after the EIP move),
+    which keeps inbound down while the guest is configured: only for comparisons (benchmarks)."""
     out = []
     for s in STEP_ORDER:
         if s == "billing" and not billing:
@@ -123,6 +126,9 @@ def steps_for(billing: bool, stop: bool) -> list[str]:
         if s in ("stop", "start") and not stop:
             continue
         out.append(s)
+    if order == "seed":
+        out.remove("guest")
+        out.insert(out.index("associate") + 1, "guest")
     return out
 
 
@@ -146,7 +152,7 @@ def build(inv: Inventory, analyses: list[Analysis], candidates: list[str], opts:
                         security_group_ids=list(i.security_group_ids),
                         name=f"egressctl-{iid}", description=f"egressctl: inbound EIP of {iid}"),
             guest=GuestSpec(runner=opts.guest),  # type: ignore[arg-type]
-            steps=steps_for(billing, stop),
+            steps=steps_for(billing, stop, opts.order),
             expected=Expected(egress_ip=a.snat[0].snat_ips[0], nat_gateway_id=a.snat[1].nat_gateway_id,
                               inbound_ip=a.inbound_ip)))
     excluded = [Excluded(instance_id=a.instance.instance_id, name=a.instance.name,
@@ -156,7 +162,8 @@ def build(inv: Inventory, analyses: list[Analysis], candidates: list[str], opts:
     plan = Plan(plan_id="p-" + uuid.uuid4().hex[:16], created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 account_id=account_id, region=inv.region,
                 options=PlanOptions(allow_billing_change=opts.allow_billing_change, allow_stop=opts.allow_stop,
-                                    inbound_ports=list(opts.inbound_ports), guest=opts.guest),  # type: ignore[arg-type]
+                                    inbound_ports=list(opts.inbound_ports), guest=opts.guest,  # type: ignore[arg-type]
+                                    order=opts.order),  # type: ignore[arg-type]
                 instances=items, excluded=excluded)
     return plan.sealed()
 

@@ -19,6 +19,7 @@ class Options:
     allow_stop: bool = False
     inbound_ports: tuple[int, ...] = (22,)
     guest: str = "cloud-assistant"  # cloud-assistant | ssh | print
+    order: str = "guest-first"  # guest-first | seed (the seed's order, for comparisons)
 
 
 def _expires_within_24h(expired: str) -> bool:

@@ -16,7 +16,7 @@ from vpclab import Lab
 from .conftest import Host
 
 
-def _wait(pred, timeout: float = 15.0):  # noqa: ANN001, ANN202
+def _wait(pred, timeout: float = 15.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         v = pred()
