@@ -59,10 +59,11 @@ def outages(samples: list[list]) -> tuple[float, float]:
 
 
 def run_once(order: str, n: int, time_scale: float) -> dict:
+    from tests.egressctl.conftest import cloud_for
+
     from egressctl import plan as plan_mod
     from egressctl import workflows
     from egressctl.preflight import Options
-    from tests.egressctl.conftest import cloud_for
     from vpclab import Lab
 
     with Lab(scenario(n), dataplane="on", latency="realistic", time_scale=time_scale, seed=7) as lab:

@@ -56,7 +56,7 @@ def start(sc: dict, *extra: str) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(line)
 
 
-def cloud_for(ready: dict):  # noqa: ANN201
+def cloud_for(ready: dict):
     from alibabacloud_credentials import models as cm
     from alibabacloud_credentials.client import Client as C
 

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import clean_env, machine, median, rss_mib, start_lab, stop  # noqa: E402
+from _common import clean_env, machine, median, rss_mib, start_lab, stop
 
 REGION = "cn-hangzhou"
 
@@ -50,7 +50,7 @@ def scenario(n: int) -> dict[str, Any]:
     }
 
 
-def clients(endpoint_hostport: str, akid: str, secret: str):  # noqa: ANN201
+def clients(endpoint_hostport: str, akid: str, secret: str):
     from alibabacloud_ecs20140526.client import Client as EcsClient
     from alibabacloud_tea_openapi import models as om
 
@@ -58,7 +58,7 @@ def clients(endpoint_hostport: str, akid: str, secret: str):  # noqa: ANN201
                                protocol="HTTP", read_timeout=60000))
 
 
-def raw_call(client, action: str, query: dict[str, str]) -> dict[str, Any]:  # noqa: ANN001
+def raw_call(client, action: str, query: dict[str, str]) -> dict[str, Any]:
     from alibabacloud_tea_openapi import utils_models as um
     from darabonba.runtime import RuntimeOptions
 
@@ -73,7 +73,7 @@ class Workload:
         self.token = ""
         self.n = 0
 
-    def describe(self, ecs) -> None:  # noqa: ANN001
+    def describe(self, ecs) -> None:
         from alibabacloud_ecs20140526 import models as em
 
         r = ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION, max_results=100,
@@ -81,16 +81,17 @@ class Workload:
         assert len(r.body.instances.instance) >= 1
         self.token = r.body.next_token or ""
 
-    def mutate(self, ecs) -> None:  # noqa: ANN001
+    def mutate(self, ecs) -> None:
         from alibabacloud_ecs20140526 import models as em
 
         self.n += 1
         r = ecs.create_network_interface(em.CreateNetworkInterfaceRequest(
-            region_id=REGION, v_switch_id=self.vsw_eni, security_group_id=self.sg, client_token=f"bench-{time.time_ns()}"))
+            region_id=REGION, v_switch_id=self.vsw_eni, security_group_id=self.sg,
+            client_token=f"bench-{time.time_ns()}"))
         assert r.body.network_interface_id
 
 
-def rate(fn, client, calls: int) -> float:  # noqa: ANN001
+def rate(fn, client, calls: int) -> float:
     for _ in range(10):
         fn(client)
     t0 = time.perf_counter()
@@ -100,9 +101,8 @@ def rate(fn, client, calls: int) -> float:  # noqa: ANN001
 
 
 def trivial(body: dict[str, Any]) -> tuple[subprocess.Popen, str]:
-    f = tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False)
-    f.write(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
-    f.close()
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode())
     proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("trivial_server.py")), f.name],
                             stdout=subprocess.PIPE, text=True, env=clean_env())
     port = proc.stdout.readline().strip()  # type: ignore[union-attr]
@@ -113,7 +113,7 @@ def bench_size(n: int, calls: int, repeats: int, durable: bool) -> dict[str, Any
     tmp = Path(tempfile.mkdtemp(prefix="vpclab-bench-"))
     sc = tmp / "scenario.yaml"
     sc.write_text(yaml.safe_dump(scenario(n)))
-    args = ["--scenario", str(sc), "--throttle", "off"]
+    args = ["--scenario", str(sc), "--throttle", "off", "--dataplane", "off"]
     if durable:
         args += ["--state-dir", str(tmp / "state")]
     proc, ready, start_s = start_lab(*args)
@@ -126,9 +126,9 @@ def bench_size(n: int, calls: int, repeats: int, durable: bool) -> dict[str, Any
 
         inst = ecs.describe_instances(em.DescribeInstancesRequest(region_id=REGION, max_results=1)
                                       ).body.instances.instance[0]
+        from alibabacloud_tea_openapi import models as om
         from alibabacloud_vpc20160428 import models as vm
         from alibabacloud_vpc20160428.client import Client as VpcClient
-        from alibabacloud_tea_openapi import models as om
 
         vpc = VpcClient(om.Config(access_key_id=ready["access_key_id"], access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
                                   endpoint=ready["endpoint"].removeprefix("http://"), protocol="HTTP"))

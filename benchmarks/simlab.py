@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from vpclab import Lab  # noqa: E402
-from vpclab.egress import source_ip_for  # noqa: E402
-from vpclab.resources.assistant import CommandResult, CommandRun  # noqa: E402
+from vpclab import Lab
+from vpclab.egress import source_ip_for
+from vpclab.resources.assistant import CommandResult, CommandRun
 
 LABEL = "SIMULATED"
 
@@ -32,7 +32,7 @@ LABEL = "SIMULATED"
 class SimulatedGuest:
     """Answers like the guest would, after a (scaled) delay.  Never runs a command."""
 
-    def __init__(self, latency_s: float, world):  # noqa: ANN001
+    def __init__(self, latency_s: float, world):
         self.latency_s = latency_s
         self.world = world
         self.runs = 0

@@ -210,7 +210,7 @@ def read(cloud: Cloud, region: str, vpc_id: str | None = None, tags: dict[str, s
     if instance_ids:
         for chunk in _chunks(instance_ids, 100):
             body = cloud.ecs("DescribeInstances", ecs.DescribeInstancesRequest(
-                region_id=region, instance_ids=json.dumps(chunk), max_results=100))
+                region_id=region, instance_ids=json.dumps(chunk), vpc_id=vpc_id, tag=tag_filter, max_results=100))
             for i in body.instances.instance or []:
                 inv.instances[i.instance_id] = Instance.from_sdk(i)
     else:

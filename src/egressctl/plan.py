@@ -176,9 +176,11 @@ def save(plan: Plan, path: Path) -> None:
 
 def load(path: Path) -> Plan:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise PlanError(f"{path}: cannot read the plan: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise PlanError(f"{path}: not a plan (not UTF-8 text)") from None
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as e:

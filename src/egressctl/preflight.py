@@ -71,7 +71,7 @@ def check(inv: Inventory, a: Analysis, opts: Options) -> list[Reason]:
             pass
         else:
             out.append(Reason("not_running", f"instance is {i.status}; the guest step needs it Running"))
-    if i.charge_type == "PrePaid":
+    if i.charge_type == "PrePaid" and a.state == "fixed_ip":  # only a conversion cares about the billing
         if needs_billing_change(i.charge_type, i.internet_charge_type) and not opts.allow_billing_change:
             out.append(Reason("prepaid", "subscription (PrePaid) billed by bandwidth: the public IP converts only "
                               "after a billing change to pay-as-you-go", "--allow-billing-change"))

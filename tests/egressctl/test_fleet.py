@@ -189,4 +189,4 @@ def test_fleet_of_200(guest: FakeGuest, tmp_path: Path) -> None:
         assert "ReleaseEipAddress" not in calls and "DeleteNetworkInterface" not in calls
         assert describe / n <= 10, calls
         assert describe / (n * rounds) < 0.05, (describe, n, rounds)
-    assert time.monotonic() - t_start < 90
+    assert time.monotonic() - t_start < 150  # typically ~20 s; generous for a loaded machine

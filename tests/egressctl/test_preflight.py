@@ -305,8 +305,6 @@ def test_instance_without_public_ip_is_a_skip_not_an_error(pf_cloud: Cloud, lab:
     assert alone.instances == [] and [e.instance_id for e in alone.excluded] == [dark]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: inventory.read ignores vpc_id (and tags) when instance ids are given, "
-                                       "so an instance of another VPC is planned instead of refused")
 def test_instance_in_another_vpc_when_vpc_is_given(pf_cloud: Cloud, lab: Lab) -> None:
     vpc_b = lab.ids["vpcs"]["vpc-b"]
     fixed = iid(lab, "fixed-1")  # in vpc-a, migratable
@@ -320,9 +318,6 @@ def test_audit_by_vpc_lists_only_that_vpc(pf_cloud: Cloud, lab: Lab) -> None:
     assert [r["name"] for r in res.rows] == ["noroute-1"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: preflight.check asks for a billing change (and refuses an expiring "
-                                       "subscription) even when the instance already has an EIP on its primary "
-                                       "NIC, although nothing will be converted")
 def test_prepaid_with_an_eip_on_the_primary_needs_no_billing_change(pf_cloud: Cloud, lab: Lab) -> None:
     r = row(pf_cloud, "prepaid-eip")
     assert r["state"] == "eip_primary"

@@ -123,13 +123,14 @@ def from_sdk(exc: BaseException, action: str) -> CloudError:
                    else None)
     inner: Any = getattr(exc, "inner_exception", None) or exc
     text = f"{type(inner).__name__}: {inner}"
-    lowered = text.lower()
-    if "credential" in lowered and ("unable to load" in lowered or "provider" in lowered):
+    if type(inner).__name__ == "CredentialException" or type(exc).__name__ == "CredentialException" or \
+            "credential" in text.lower():
         return AuthError("NoCredentials", _credential_hint(text), None, "", action)
     # transport: refused connection, timeouts, bad JSON from a proxy: the request may have been applied
     return Ambiguous("TransportError", text[:300], None, "", action)
 
 
 def _credential_hint(text: str) -> str:
-    return ("no credentials found: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or use "
-            "--profile with ~/.aliyun/config.json, or run on ECS with a RAM role")
+    detail = text.split(":", 1)[1].strip()[:200] if ":" in text else ""
+    return ("no usable credentials: set ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET, or use "
+            "--profile with ~/.aliyun/config.json, or run on ECS with a RAM role" + (f" ({detail})" if detail else ""))

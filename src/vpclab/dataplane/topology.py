@@ -26,6 +26,7 @@ ECHO_IP = "192.0.2.10"
 OPERATOR_IP = "192.0.2.20"
 METADATA_IP = "100.100.100.200"
 PUBLIC_TABLE = 100  # router: where sources with a 1:1 public mapping are routed
+BRIDGE_PORTS = 1000  # a Linux bridge takes at most 1024 ports; a bigger vSwitch chains overflow bridges
 
 
 @dataclass
@@ -61,6 +62,8 @@ class Topology:
         self.p = prefix
         self.idx = idx
         self.applied = Applied()
+        self._ports: dict[str, list[int]] = {}  # vswitch -> ports per bridge (the first is the gateway's)
+        self._port_bridge: dict[str, tuple[str, int]] = {}  # port -> (vswitch, bridge number)
 
     # -- names ----------------------------------------------------------------------------------
     @property
@@ -153,6 +156,9 @@ class Topology:
             kernel.ns_del(self.inst(iid))
             for nic in self.applied.instances[iid].nics:
                 vpc = self.applied.instances[iid].vpc
+                vsw_n = self._port_bridge.pop(self.port(iid, nic.dev), None)
+                if vsw_n is not None:
+                    self._ports[vsw_n[0]][vsw_n[1]] -= 1
                 if vpc in d.vpcs:
                     kernel.ip(self.router(vpc), "neigh", "del", nic.ip, "dev", self.bridge(nic.vswitch), check=False)
             del self.applied.instances[iid]
@@ -236,7 +242,11 @@ class Topology:
         new_nics = {n.eni_id: n for n in spec.nics}
         for eni_id, nic in old_nics.items():
             if eni_id not in new_nics:
-                kernel.ip(r, "link", "del", self.port(spec.instance_id, nic.dev), check=False)
+                port = self.port(spec.instance_id, nic.dev)
+                kernel.ip(r, "link", "del", port, check=False)
+                vsw_n = self._port_bridge.pop(port, None)
+                if vsw_n is not None:
+                    self._ports[vsw_n[0]][vsw_n[1]] -= 1
                 kernel.ip(r, "neigh", "del", nic.ip, "dev", self.bridge(nic.vswitch), check=False)
                 changed["unplug"].append(eni_id)
         plugged = []
@@ -256,14 +266,31 @@ class Topology:
                 changed["hotplug"].append(nic.eni_id)
         changed["instances"].append(spec.instance_id)
 
+    def _bridge_with_room(self, vsw: str, r: str) -> tuple[str, int]:
+        counts = self._ports.setdefault(vsw, [0])
+        for n, c in enumerate(counts):
+            if c < BRIDGE_PORTS:
+                return (self.bridge(vsw) if n == 0 else f"{self.bridge(vsw)}o{n}"), n
+        n = len(counts)
+        base, extra = self.bridge(vsw), f"{self.bridge(vsw)}o{n}"
+        # an overflow bridge on the same L2 segment, joined to the first by a veth pair that learns
+        kernel.ip_batch(r, [f"link add {extra} type bridge", f"link set {extra} type bridge stp_state 0",
+                            f"link add {base}l{n} type veth peer name {base}u{n}",
+                            f"link set {base}l{n} master {base}", f"link set {base}u{n} master {extra}",
+                            f"link set {base}l{n} up", f"link set {base}u{n} up", f"link set {extra} up"])
+        counts.append(0)
+        return extra, n
+
     def _plug(self, spec: InstanceSpec, nic: NicSpec, ns: str, r: str) -> None:
         port = self.port(spec.instance_id, nic.dev)
-        b = self.bridge(nic.vswitch)
+        b, n = self._bridge_with_room(nic.vswitch, r)
+        self._ports[nic.vswitch][n] += 1
+        self._port_bridge[port] = (nic.vswitch, n)
         kernel.ip(r, "link", "add", port, "type", "veth", "peer", "name", f"eth{nic.dev}", "netns", ns)
         kernel.ip_batch(ns, [f"link set eth{nic.dev} address {nic.mac}"])
         kernel.ip_batch(r, [f"link set {port} master {b}", f"link set {port} type bridge_slave learning off",
                             f"link set {port} up",
-                            f"neigh replace {nic.ip} lladdr {nic.mac} dev {b} nud permanent"])
+                            f"neigh replace {nic.ip} lladdr {nic.mac} dev {self.bridge(nic.vswitch)} nud permanent"])
         kernel.run(["bridge", "-n", r, "fdb", "replace", nic.mac, "dev", port, "master", "static"])
 
     def boot(self, spec: InstanceSpec) -> None:
