@@ -207,6 +207,8 @@ class _Progress:
                 for s in sequence(i, mode):
                     if s not in steps:
                         steps.append(s)
+            if mode == "apply":
+                steps.sort(key=plan_mod.STEP_ORDER.index)
             self.totals = {s: sum(1 for i in p.instances if s in sequence(i, mode)) for s in steps}
             self.progress = Progress(TextColumn("{task.description:>14}"), BarColumn(), MofNCompleteColumn(),
                                      TimeElapsedColumn(), console=err, transient=False)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
-import itertools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -174,7 +173,8 @@ def paged_query(world: World, cls: type[T], region: str, match: Callable[[T], bo
         start = bisect.bisect_right(seqs, _decode_token(nt)) if nt else 0
         page: list[T] = []
         more = False
-        for o in itertools.islice(objs, start, None):
+        for i in range(start, len(objs)):  # index, not islice: islice would walk the skipped prefix
+            o = objs[i]
             if match is None or match(o):
                 if len(page) == size:
                     more = True
