@@ -95,6 +95,7 @@ class Engine:
         self.cache = Cache()
         self.fetcher = Fetcher(cloud, plan.region, self.cache)
         self.guest_outcomes: dict[str, GuestOutcome] = {}
+        self.missing_since: dict[tuple[str, str], float] = {}  # resources not (yet) in Describe answers
         self.waiters = Waiters(self.fetcher, options.poll_interval, {"guest": self._poll_guest})
         self.stopping = False
         self._events: queue.Queue[tuple[str, str, Any]] = queue.Queue()

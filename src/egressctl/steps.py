@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,44 @@ if TYPE_CHECKING:
 
 class StepFailed(Exception):
     pass
+
+
+MISSING_GRACE_S = 60.0  # Describe answers may lag behind a create: "not found" is final only after this
+
+
+def missing(ctx: Ctx, kind: str, rid: str, what: str) -> errors.CloudError:
+    """A resource egressctl knows of is not in a Describe answer: look again later (Busy), until the
+    grace period says it is really gone."""
+    first = ctx.engine.missing_since.setdefault((kind, rid), time.monotonic())
+    if time.monotonic() - first > MISSING_GRACE_S:
+        raise StepFailed(f"{what} no longer exists (not seen for {MISSING_GRACE_S:.0f} s)")
+    ctx.engine.cache.forget(kind, rid)
+    return errors.Busy("NotVisibleYet", f"{what} is not visible yet (Describe lags behind the change?)")
+
+
+def absent(ctx: Ctx, kind: str, rid: str) -> bool:
+    """True once a resource has been missing from Describe answers for the grace period (really gone);
+    raises Busy while it might only be lagging."""
+    first = ctx.engine.missing_since.setdefault((kind, rid), time.monotonic())
+    if time.monotonic() - first > MISSING_GRACE_S:
+        return True
+    ctx.engine.cache.forget(kind, rid)
+    raise errors.Busy("NotVisibleYet", f"{kind} {rid} is not in the Describe answer (lag, or gone?)")
+
+
+def _gone_after(grace: float, message: str) -> Callable[[Any], str | None]:
+    """A wait's failure test: the resource has been missing from every answer for ``grace`` seconds."""
+    first: list[float] = []
+
+    def failed(obj: Any) -> str | None:
+        if obj is not GONE:
+            first.clear()
+            return None
+        if not first:
+            first.append(time.monotonic())
+        return message if time.monotonic() - first[0] > grace else None
+
+    return failed
 
 
 @dataclass
@@ -87,7 +126,7 @@ class Ctx:
     def instance(self) -> Instance:
         inst = self._get("instance", self.iid)
         if inst is None:
-            raise StepFailed(f"instance {self.iid} no longer exists")
+            raise missing(self, "instance", self.iid, f"instance {self.iid}")
         return inst
 
     def nic(self, eni_id: str) -> Nic | None:
@@ -117,7 +156,7 @@ class Ctx:
 def _wait_instance(ctx: Ctx, test: Callable[[Instance], bool], what: str, timeout_s: float = 900) -> WaitFor:
     ctx.engine.cache.forget("instance", ctx.iid)
     return WaitFor("instance", ctx.iid, lambda o: o is not GONE and test(o), what, timeout_s,
-                   lambda o: f"instance {ctx.iid} disappeared" if o is GONE else None)
+                   _gone_after(MISSING_GRACE_S, f"instance {ctx.iid} disappeared"))
 
 
 def _wait_nic(ctx: Ctx, eni_id: str, test: Callable[[Nic], bool], what: str, timeout_s: float = 600,
@@ -126,13 +165,13 @@ def _wait_nic(ctx: Ctx, eni_id: str, test: Callable[[Nic], bool], what: str, tim
     if gone_ok:
         return WaitFor("nic", eni_id, lambda o: o is GONE or test(o), what, timeout_s)
     return WaitFor("nic", eni_id, lambda o: o is not GONE and test(o), what, timeout_s,
-                   lambda o: f"ENI {eni_id} disappeared" if o is GONE else None)
+                   _gone_after(MISSING_GRACE_S, f"ENI {eni_id} disappeared"))
 
 
 def _wait_eip(ctx: Ctx, alloc: str, test: Callable[[Eip], bool], what: str, timeout_s: float = 600) -> WaitFor:
     ctx.engine.cache.forget("eip", alloc)
     return WaitFor("eip", alloc, lambda o: o is not GONE and test(o), what, timeout_s,
-                   lambda o: f"EIP {alloc} disappeared: it must never be released" if o is GONE else None)
+                   _gone_after(MISSING_GRACE_S, f"EIP {alloc} disappeared: it must never be released"))
 
 
 # --- apply ---------------------------------------------------------------------------------------
@@ -146,7 +185,7 @@ def preflight(ctx: Ctx) -> Outcome:
     if alloc:
         eip = ctx.eip(alloc)
         if eip is None:
-            raise StepFailed(f"its EIP {alloc} no longer exists")
+            raise missing(ctx, "eip", alloc, f"its EIP {alloc}")
         if eip.ip != item.public_ip:
             raise StepFailed(f"EIP {alloc} has address {eip.ip}, the plan expected {item.public_ip}")
         return Done("resuming")
@@ -235,7 +274,7 @@ def create_eni(ctx: Ctx) -> Outcome:
     eni_id = ctx.rec.data.get("eni_id")
     if eni_id:
         if ctx.nic(eni_id) is None:
-            raise StepFailed(f"the ENI egressctl created ({eni_id}) no longer exists")
+            raise missing(ctx, "nic", eni_id, f"the ENI egressctl created ({eni_id})")
         return Done()
     adopted = ctx.engine.tool_nic(ctx.iid)
     if adopted is not None:  # created before a crash, answer lost: found by its tags
@@ -262,7 +301,7 @@ def attach(ctx: Ctx) -> Outcome:
     eni_id = ctx.rec.data["eni_id"]
     nic = ctx.nic(eni_id)
     if nic is None:
-        raise StepFailed(f"ENI {eni_id} no longer exists")
+        raise missing(ctx, "nic", eni_id, f"ENI {eni_id}")
     if nic.instance_id and nic.instance_id != ctx.iid:
         raise StepFailed(f"ENI {eni_id} is attached to {nic.instance_id}")
     if nic.status == "InUse":
@@ -321,7 +360,7 @@ def unassociate(ctx: Ctx) -> Outcome:
     eni_id = ctx.rec.data["eni_id"]
     eip = ctx.eip(alloc)
     if eip is None:
-        raise StepFailed(f"EIP {alloc} no longer exists")
+        raise missing(ctx, "eip", alloc, f"EIP {alloc}")
     if eip.instance_type == "NetworkInterface" and eip.instance_id == eni_id:
         return Done("already on the ENI")
     if eip.status == "Available":
@@ -345,7 +384,7 @@ def associate(ctx: Ctx) -> Outcome:
     eni_id, eni_ip = ctx.rec.data["eni_id"], ctx.rec.data["eni_ip"]
     eip = ctx.eip(alloc)
     if eip is None:
-        raise StepFailed(f"EIP {alloc} no longer exists")
+        raise missing(ctx, "eip", alloc, f"EIP {alloc}")
     on_eni = eip.instance_type == "NetworkInterface" and eip.instance_id == eni_id
     if on_eni and eip.status == "InUse":
         return Done()
@@ -391,7 +430,7 @@ def r_move_eip_back(ctx: Ctx) -> Outcome:
     eni_id = ctx.rec.data.get("eni_id")
     eip = ctx.eip(alloc)
     if eip is None:
-        raise StepFailed(f"EIP {alloc} no longer exists")
+        raise missing(ctx, "eip", alloc, f"EIP {alloc}")
     if eip.instance_type == "EcsInstance" and eip.instance_id == ctx.iid and eip.status == "InUse":
         return Done()
     if eip.status == "InUse" and eip.instance_type == "NetworkInterface" and eip.instance_id == eni_id:
@@ -425,7 +464,10 @@ def r_detach(ctx: Ctx) -> Outcome:
     if not eni_id:
         return Done("no ENI was created")
     nic = ctx.nic(eni_id)
-    if nic is None or nic.status == "Available":
+    if nic is None and absent(ctx, "nic", eni_id):
+        return Done("the ENI is gone")
+    assert nic is not None
+    if nic.status == "Available":
         return Done()
     if not nic.tool_managed:
         raise StepFailed(f"ENI {eni_id} does not carry egressctl's tags: not touching it")
@@ -440,12 +482,14 @@ def r_delete(ctx: Ctx) -> Outcome:
     if not eni_id:
         return Done()
     nic = ctx.nic(eni_id)
-    if nic is None:
+    if nic is None and (ctx.rec.data.get("eni_delete_sent") or absent(ctx, "nic", eni_id)):
         ctx.save(eni_deleted=True)
         return Done()
+    assert nic is not None
     if not nic.tool_managed or nic.tags.get(TAG_INSTANCE) != ctx.iid:
         raise StepFailed(f"ENI {eni_id} is not tagged as egressctl's for {ctx.iid}: not deleting it")
     if nic.status == "Available":
+        ctx.save(eni_delete_sent=True)
         ctx.cloud.ecs("DeleteNetworkInterface", ecs.DeleteNetworkInterfaceRequest(
             region_id=ctx.region, network_interface_id=eni_id), idempotent=False)
     return _wait_nic(ctx, eni_id, lambda n: False, "ENI deleted", gone_ok=True)

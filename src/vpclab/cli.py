@@ -44,12 +44,17 @@ def serve(
                                  ] = DEFAULT_ACCESS_KEY_SECRET,
     dataplane: Annotated[str, typer.Option(help="auto | on | off: real packets in network namespaces (root)")
                          ] = "auto",
+    faults: Annotated[Path | None, typer.Option(help="fault injection plan (YAML; see docs/reliability.md)")
+                      ] = None,
 ) -> None:
     """Serve the ECS and VPC OpenAPI on HTTP until SIGINT/SIGTERM."""
     try:
+        from .faults import Faults
+
+        plan = Faults.load(faults) if faults is not None else None
         lab = Lab(scenario, state_dir=state_dir, latency=latency, time_scale=time_scale, throttle=throttle,
                   access_key_id=access_key_id, access_key_secret=access_key_secret, host=host, port=port,
-                  convert_rule=convert_rule, dataplane=dataplane)
+                  convert_rule=convert_rule, dataplane=dataplane, faults=plan)
     except (ScenarioError, StateError, ValueError) as e:
         typer.echo(f"vpclab: {e}", err=True)
         raise typer.Exit(2) from None

@@ -38,10 +38,16 @@ FaultHook = Callable[[str, str, str], "FaultDecision | None"]
 
 
 class FaultDecision:
-    def __init__(self, error: errors.ApiError | None = None, drop_response: bool = False, delay_s: float = 0.0):
+    """What a fault hook asks for one call: fail it, delay it, drop its answer after applying it, or
+    hold it (before it is applied, or after, before the answer) until an event is set."""
+
+    def __init__(self, error: errors.ApiError | None = None, drop_response: bool = False, delay_s: float = 0.0,
+                 hold_before: threading.Event | None = None, hold_after: threading.Event | None = None):
         self.error = error
         self.drop_response = drop_response
         self.delay_s = delay_s
+        self.hold_before = hold_before
+        self.hold_after = hold_after
 
 
 class DropConnection(Exception):
@@ -115,6 +121,10 @@ class Api:
         if retry_ms is not None:
             raise errors.throttled(retry_ms)
         decision = self.faults(action, akid, region) if self.faults else None
+        if decision is not None and decision.hold_before is not None:
+            decision.hold_before.wait()
+            if decision.drop_response:  # the client went away before sending: nothing is applied
+                raise DropConnection()
         if decision is not None and decision.delay_s:
             time.sleep(decision.delay_s)
         if decision is not None and decision.error is not None:
@@ -127,6 +137,8 @@ class Api:
                 body_out = self._run(spec, call)
             finally:
                 self.world.commit()
+        if decision is not None and decision.hold_after is not None:
+            decision.hold_after.wait()
         if decision is not None and decision.drop_response:
             raise DropConnection()
         return 200, {}, {"RequestId": request_id, **body_out}

@@ -97,6 +97,7 @@ class World:
         self._ordered: dict[tuple[str, str], tuple[int, list[Resource], list[int]]] = {}
         self.render_cache: dict[tuple[str, str], tuple[Any, bytes]] = {}  # (kind, id) -> (key, UTF-8 JSON)
         self.executor: Any = None  # RunCommand executor (vpclab.assistant.Executor) or None
+        self.faults: Any = None  # vpclab.faults.Faults or None
         self.public_pools: list[ipaddress.IPv4Network] = [ipaddress.ip_network("203.0.113.0/24"),
                                                           ipaddress.ip_network("198.51.100.0/24")]
         self.reserved_public: set[str] = set()
@@ -193,7 +194,13 @@ class World:
     # -- transitions ------------------------------------------------------------------------
     def schedule(self, obj: Resource, name: str, op: str, **data: Any) -> float:
         """Complete transition ``name`` on ``obj`` after the latency of ``op``; returns the deadline."""
-        return self.schedule_at(obj, name, self.clock.now() + self.latency.sample(op), **data)
+        extra = self.faults.extra_latency(op) * (self.latency.time_scale or 1.0) if self.faults else 0.0
+        return self.schedule_at(obj, name, self.clock.now() + self.latency.sample(op) + extra, **data)
+
+    def hidden_after(self, action: str) -> float | None:
+        """Describe results lag behind creates (a fault): resources newer than this are not shown."""
+        lag = self.faults.describe_lag(action) if self.faults else 0.0
+        return self.clock.now() - lag if lag else None
 
     def schedule_at(self, obj: Resource, name: str, at: float, **data: Any) -> float:
         if name not in TRANSITIONS:

@@ -21,7 +21,8 @@ from ..world import Resource, World
 ECS_VERSION = "2014-05-26"
 VPC_VERSION = "2016-04-28"
 STS_VERSION = "2015-04-01"
-SERVICES = {ECS_VERSION: "ecs", VPC_VERSION: "vpc", STS_VERSION: "sts"}
+LAB_VERSION = "vpclab"  # the lab's own admin actions (faults), signed like every request
+SERVICES = {ECS_VERSION: "ecs", VPC_VERSION: "vpc", STS_VERSION: "sts", LAB_VERSION: "lab"}
 
 T = TypeVar("T", bound=Resource)
 
@@ -143,8 +144,8 @@ def ecs_paged(items: Sequence[T], p: Params, *, token_lo: int, token_hi: int, to
 
 def paged_query(world: World, cls: type[T], region: str, match: Callable[[T], bool] | None, p: Params, *,
                 ids: list[str] | None = None, token: tuple[int, int, int] | None = None,
-                page_max: int | None = None, clamp: bool = True, max_name: str = "MaxResults"
-                ) -> tuple[list[T], dict[str, Any]]:
+                page_max: int | None = None, clamp: bool = True, max_name: str = "MaxResults",
+                action_name: str = "") -> tuple[list[T], dict[str, Any]]:
     """Filter and page a region's resources in creation order without scanning past the page.
 
     ``token=(lo, hi, default)`` enables NextToken paging (the style ECS prefers, and the only one
@@ -157,6 +158,9 @@ def paged_query(world: World, cls: type[T], region: str, match: Callable[[T], bo
         seqs = [o.seq for o in objs]
     else:
         objs, seqs = world.ordered(cls, region)
+    cutoff = world.hidden_after(action_name) if action_name else None
+    if cutoff is not None:
+        match = _created_before(cutoff, match)
     if token is not None and (page_max is None or p.str("NextToken") or p.str(max_name)):
         lo, hi, default = token
         raw = p.str(max_name)
@@ -186,6 +190,10 @@ def paged_query(world: World, cls: type[T], region: str, match: Callable[[T], bo
     if token is not None:
         extra["NextToken"] = ""
     return list(sliced), extra
+
+
+def _created_before(cutoff: float, match: Callable[[Any], bool] | None) -> Callable[[Any], bool]:
+    return lambda o: o.created <= cutoff and (match is None or match(o))
 
 
 def all_of(*preds: Callable[[Any], bool] | None) -> Callable[[Any], bool] | None:
@@ -223,4 +231,4 @@ def raw(items: Iterable[bytes]) -> RawList:
 
 
 def load_all() -> None:
-    from . import ecs, sts, vpc  # noqa: F401
+    from . import admin, ecs, sts, vpc  # noqa: F401

@@ -227,7 +227,8 @@ def describe_instances(c: Call) -> dict[str, Any]:
         eip_matches if eip_ips is not None else None,
         (lambda i: tags.matches(i, want_tags)) if want_tags else None,
     )
-    page, extra = paged_query(world, Instance, region, match, p, ids=ids, token=(10, 100, 10), page_max=100)
+    page, extra = paged_query(world, Instance, region, match, p, ids=ids, token=(10, 100, 10), page_max=100,
+                              action_name=c.action)
     return {"Instances": {"Instance": raw(instance_json(world, i) for i in page)}, **extra}
 
 
@@ -492,7 +493,8 @@ def describe_network_interfaces(c: Call) -> dict[str, Any]:
         (lambda e: tags.matches(e, want_tags)) if want_tags else None,
     )
     world = c.world
-    page, extra = paged_query(world, Eni, region, match, p, ids=ids or None, token=(10, 500, 10), page_max=1000)
+    page, extra = paged_query(world, Eni, region, match, p, ids=ids or None, token=(10, 500, 10), page_max=1000,
+                              action_name=c.action)
     return {"NetworkInterfaceSets": {"NetworkInterfaceSet": raw(eni_json(world, e) for e in page)}, **extra}
 
 

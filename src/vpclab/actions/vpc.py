@@ -258,8 +258,10 @@ def describe_eip_addresses(c: Call) -> dict[str, Any]:
         raise errors.dry_run_ok()
     pool = [e for e in (c.world.get(Eip, i, region) for i in ids) if e is not None] if ids else \
         list(c.world.all(Eip, region))
+    cutoff = c.world.hidden_after(c.action)
     out = [e for e in pool
-           if (not ips or e.ip in ips) and (not status or e.status == status)
+           if (cutoff is None or e.created <= cutoff)
+           and (not ips or e.ip in ips) and (not status or e.status == status)
            and (not atype or e.instance_type == atype) and (not aid or e.instance_id == aid)
            and (not charge or e.charge_type == charge) and (not name or e.name == name)
            and (not want or tags.matches(e, want))]
