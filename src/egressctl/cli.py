@@ -50,9 +50,11 @@ def _root(
     ecs_endpoint: Annotated[str | None, typer.Option(help="ECS only [EGRESSCTL_ECS_ENDPOINT]")] = None,
     vpc_endpoint: Annotated[str | None, typer.Option(help="VPC only [EGRESSCTL_VPC_ENDPOINT]")] = None,
     sts_endpoint: Annotated[str | None, typer.Option(help="STS only [EGRESSCTL_STS_ENDPOINT]")] = None,
+    rates: Annotated[str | None, typer.Option(help="YAML file of the account's API quotas, e.g. "
+                                                   "'AssociateEipAddress: 600/60' [EGRESSCTL_RATES]")] = None,
 ) -> None:
     try:
-        ctx.obj = Globals(profile, region, endpoint, ecs_endpoint, vpc_endpoint, sts_endpoint).resolved()
+        ctx.obj = Globals(profile, region, endpoint, ecs_endpoint, vpc_endpoint, sts_endpoint, rates).resolved()
     except ValueError as e:
         err.print(f"egressctl: {e}")
         raise typer.Exit(2) from None
@@ -235,15 +237,18 @@ class _Progress:
             err.print(f"{e['event'].replace('_', ' ')}: {e['instance_id']} at {e['step']}: {msg}")
 
 
-def _summary(summary: Any, output: str, what: str) -> int:
+def _summary(summary: Any, output: str, what: str, cloud: Cloud) -> int:
     code = 0 if summary.ok else 1
+    stats = cloud.stats.snapshot()
     if output == "json":
         emit_json({"event": "summary", "done": summary.done, "failed": summary.failed, "paused": summary.paused,
                    "not_started": summary.not_started, "aborted": summary.aborted, "wall_s": round(summary.wall_s, 2),
-                   "exit_code": code})
+                   "api": stats, "exit_code": code})
     else:
+        throttled = sum(stats["throttled"].values())
         out.print(f"{what}: {len(summary.done)} done, {len(summary.failed)} failed, {len(summary.paused)} paused, "
-                  f"{len(summary.not_started)} not started ({summary.wall_s:.1f} s)")
+                  f"{len(summary.not_started)} not started ({summary.wall_s:.1f} s, "
+                  f"{sum(stats['calls'].values())} API calls, {throttled} throttled and retried)")
         for iid, why in summary.failed.items():
             out.print(f"  failed  {iid}: {why}")
         for iid, why in summary.paused.items():
@@ -297,7 +302,7 @@ def apply(
                           instances=_ids(instances))
         with _Progress(p, output == "json", "apply") as prog:
             summary = run_engine(cloud, p, plan_file, s, "apply", prog.event)
-        return _summary(summary, output, "apply")
+        return _summary(summary, output, "apply", cloud)
     raise typer.Exit(_run(go))
 
 
@@ -390,7 +395,7 @@ def rollback(
                           guest_done=set(_ids(guest_done) or []), max_failures=10**6)
         with _Progress(p, output == "json", "rollback") as prog:
             summary = run_engine(cloud, p, plan_file, s, "rollback", prog.event)
-        return _summary(summary, output, "rollback")
+        return _summary(summary, output, "rollback", cloud)
     raise typer.Exit(_run(go))
 
 

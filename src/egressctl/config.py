@@ -8,6 +8,7 @@
 | --ecs-endpoint   | EGRESSCTL_ECS_ENDPOINT                        |
 | --vpc-endpoint   | EGRESSCTL_VPC_ENDPOINT                        |
 | --sts-endpoint   | EGRESSCTL_STS_ENDPOINT                        |
+| --rates FILE     | EGRESSCTL_RATES (the account's API quotas)    |
 
 Credentials come only from the standard chain of ``alibabacloud-credentials`` (environment
 variables, ``~/.aliyun/config.json`` profiles shared with the aliyun CLI, credentials.ini, RAM role);
@@ -20,6 +21,7 @@ import os
 from dataclasses import dataclass
 
 from .cloud import CloudSettings, Endpoint
+from .cloud.ratelimit import Quota, load_quotas
 
 
 def _env(*names: str) -> str | None:
@@ -38,6 +40,8 @@ class Globals:
     ecs_endpoint: str | None = None
     vpc_endpoint: str | None = None
     sts_endpoint: str | None = None
+    rates: str | None = None
+    quotas: dict[str, Quota] | None = None  # loaded from ``rates`` by resolved()
 
     def resolved(self) -> Globals:
         g = Globals(
@@ -47,15 +51,18 @@ class Globals:
             ecs_endpoint=self.ecs_endpoint or _env("EGRESSCTL_ECS_ENDPOINT"),
             vpc_endpoint=self.vpc_endpoint or _env("EGRESSCTL_VPC_ENDPOINT"),
             sts_endpoint=self.sts_endpoint or _env("EGRESSCTL_STS_ENDPOINT"),
+            rates=self.rates or _env("EGRESSCTL_RATES"),
         )
         for name in ("endpoint", "ecs_endpoint", "vpc_endpoint", "sts_endpoint"):
             value = getattr(g, name)
             if value:
                 Endpoint.parse(value)  # raises ValueError with the option's value
+        if g.rates:
+            g.quotas = load_quotas(g.rates)  # RatesError (a ValueError) names the file and the entry
         return g
 
-    def settings(self, region: str, rates: dict[str, float] | None = None) -> CloudSettings:
+    def settings(self, region: str) -> CloudSettings:
         return CloudSettings(region=region, profile=self.profile,
                              ecs_endpoint=self.ecs_endpoint or self.endpoint,
                              vpc_endpoint=self.vpc_endpoint or self.endpoint,
-                             sts_endpoint=self.sts_endpoint or self.endpoint, rates=rates)
+                             sts_endpoint=self.sts_endpoint or self.endpoint, quotas=self.quotas)

@@ -35,12 +35,27 @@ from .guest.runners import GuestOutcome, GuestRunner
 from .inventory import TAG_INSTANCE, Nic
 from .journal import Journal, Record
 from .plan import InstancePlan, Plan
-from .steps import APPLY_STEPS, ROLLBACK_STEPS, Ctx, Done, Pause, StepFailed, WaitFor
+from .steps import APPLY_STEPS, ROLLBACK_STEPS, Ctx, Done, NeedLook, Pause, StepFailed, WaitFor
 
 log = logging.getLogger("egressctl.engine")
 
 MAX_STEP_RETRIES = 40
 PAUSE_BEFORE = ("convert", "unassociate")  # safe points when the run is stopping
+
+# The rate-limited calls each step makes (at most once each).  A step is started only when its
+# tokens are due, so no worker thread sleeps in the rate limiter while others could run.  The EIP
+# move reserves both halves at once: once the EIP leaves the instance, the call that puts it on the
+# ENI never queues behind other instances (inbound is down only for the move itself).
+STEP_CALLS: dict[str, dict[str, tuple[str, ...]]] = {
+    "apply": {"billing": ("ModifyInstanceChargeType",), "stop": ("StopInstance",),
+              "convert": ("ConvertNatPublicIpToEip",), "create_eni": ("CreateNetworkInterface",),
+              "attach": ("AttachNetworkInterface",), "start": ("StartInstance",),
+              "unassociate": ("UnassociateEipAddress", "AssociateEipAddress"), "associate": ("AssociateEipAddress",)},
+    "rollback": {"move_eip_back": ("UnassociateEipAddress", "AssociateEipAddress"), "stop": ("StopInstance",),
+                 "detach": ("DetachNetworkInterface",), "start": ("StartInstance",),
+                 "delete_eni": ("DeleteNetworkInterface",)},
+}
+CRITICAL_PATH_S = 60.0  # generous per-instance time through the steps (realistic profile: ~15 s)
 
 
 @dataclass
@@ -99,10 +114,11 @@ class Engine:
         self.waiters = Waiters(self.fetcher, options.poll_interval, {"guest": self._poll_guest})
         self.stopping = False
         self._events: queue.Queue[tuple[str, str, Any]] = queue.Queue()
-        self._timers: list[tuple[float, int, str]] = []
+        self._timers: list[tuple[float, int, str, str]] = []
         self._seq = itertools.count()
         self._tool_nics: dict[str, Nic] = {}
         self._rng = random.Random()
+        self._prepaid: dict[str, list[str]] = {}  # instance -> actions whose tokens it holds
 
     # -- helpers the steps use ---------------------------------------------------------------------
     def tool_nic(self, instance_id: str) -> Nic | None:
@@ -121,14 +137,18 @@ class Engine:
     def _emit(self, kind: str, iid: str, step: str = "", **extra: Any) -> None:
         self.on_event({"event": kind, "instance_id": iid, "step": step, "ts": round(time.time(), 3), **extra})
 
-    def parallel(self, n: int) -> int:
+    def parallel(self, n: int, seqs: list[list[str]] | None = None) -> int:
+        """Instances in flight.  Little's law: in flight = throughput x time in the system, where the
+        throughput is the slowest quota among the calls the run makes (its whole window may go at
+        once, hence its capacity on top) and the time is a generous critical path.  More would only
+        queue for tokens; fewer would leave that quota idle."""
         if self.opts.parallel:
             return max(1, self.opts.parallel)
-        # Little's law: in flight = throughput x time in the system.  Throughput is bounded by the
-        # slowest mutating action's rate; ~60 s covers the critical path of the realistic profile.
-        rate = min(self.cloud.limiter.current_rate(a) for a in ("ConvertNatPublicIpToEip", "CreateNetworkInterface",
-                                                               "AttachNetworkInterface", "AssociateEipAddress"))
-        return max(1, min(n, int(rate * 60) + 1, 2000))
+        calls = STEP_CALLS[self.mode]
+        actions = {a for seq in (seqs or [list(calls)]) for step in seq for a in calls.get(step, ())}
+        lim = self.cloud.limiter
+        need = min((lim.capacity(a) + lim.current_rate(a) * CRITICAL_PATH_S for a in actions), default=float(n))
+        return max(1, min(n, int(need), 2000))
 
     # -- the run -------------------------------------------------------------------------------------
     def run(self, instance_ids: list[str]) -> RunSummary:
@@ -157,22 +177,45 @@ class Engine:
         pending.reverse()
         in_flight: set[str] = set()
         failures = 0
-        limit = self.parallel(len(todo))
+        limit = self.parallel(len(todo), [runs[i][1] for i in todo])
         self.waiters.start()
         pool = ThreadPoolExecutor(max_workers=self.opts.workers, thread_name_prefix="egressctl-step")
+
+        def enter(ctx: Ctx, step: str) -> None:
+            """Start a step when the tokens for its calls are due (a timer, not a sleeping thread)."""
+            ctx.entered = time.monotonic()
+            held = self._prepaid.setdefault(ctx.iid, [])
+            wait = 0.0
+            for action in STEP_CALLS[self.mode].get(step, ()):
+                if action not in held:
+                    wait = max(wait, self.cloud.limiter.reserve(action))
+                    held.append(action)
+            if wait > 0.001:
+                self._later(wait, ctx.iid, "run")
+            else:
+                pool.submit(self._run_step, ctx, step)
+
+        def leave(iid: str) -> None:
+            in_flight.discard(iid)
+            for action in self._prepaid.pop(iid, []):
+                self.cloud.limiter.refund(action)
+
         try:
             while pending or in_flight:
                 while pending and len(in_flight) < limit and not self.stopping:
                     iid = pending.pop()
                     in_flight.add(iid)
                     self._emit("instance_started", iid)
-                    pool.submit(self._run_step, runs[iid][0], runs[iid][1][position[iid]])
+                    enter(runs[iid][0], runs[iid][1][position[iid]])
                 if not in_flight:
                     break
                 kind, iid, payload = self._next_event()
                 ctx, seq = runs[iid]
                 step = seq[position[iid]]
                 if kind == "retry":
+                    enter(ctx, step)
+                    continue
+                if kind == "run":
                     pool.submit(self._run_step, ctx, step)
                     continue
                 if kind == "waited":
@@ -183,7 +226,7 @@ class Engine:
                         failures += 1
                         self._fail(ctx, step, f"waiting for {detail}" if status == "timeout" else str(detail),
                                    summary)
-                        in_flight.discard(iid)
+                        leave(iid)
                         self._budget(failures, iid, step)
                     continue
                 outcome = payload
@@ -203,7 +246,7 @@ class Engine:
                         else:
                             self.journal.update(ctx.rec, status="done", step="", error="")
                         summary.done.append(iid)
-                        in_flight.discard(iid)
+                        leave(iid)
                         self._emit("instance_done", iid)
                         continue
                     nxt = seq[position[iid]]
@@ -211,9 +254,9 @@ class Engine:
                             not ctx.rec.data.get("cutover_started"):
                         self._pause(ctx, nxt, "the run is stopping (error budget spent): paused at a safe point "
                                     f"before {nxt}", summary)
-                        in_flight.discard(iid)
+                        leave(iid)
                         continue
-                    pool.submit(self._run_step, ctx, nxt)
+                    enter(ctx, nxt)
                 elif isinstance(outcome, WaitFor):
                     self._emit("waiting", iid, step, what=outcome.what)
                     self.waiters.add(Wait(outcome.kind, outcome.rid, outcome.done,
@@ -222,30 +265,30 @@ class Engine:
                                           outcome.failed or (lambda o: None), outcome.timeout_s, outcome.what))
                 elif isinstance(outcome, Pause):
                     if self.mode == "apply" and step == "convert" and "billing changed" in outcome.reason:
-                        pool.submit(self._run_step, ctx, step)
+                        enter(ctx, step)
                         continue
                     self._pause(ctx, step, outcome.reason, summary)
-                    in_flight.discard(iid)
+                    leave(iid)
                 elif isinstance(outcome, errors.AuthError):
                     summary.aborted = outcome.short()
                     self.stopping = True
                     self._fail(ctx, step, outcome.short(), summary)
-                    in_flight.discard(iid)
+                    leave(iid)
                     for other in list(in_flight):
                         other_ctx = runs[other][0]
                         self._fail(other_ctx, runs[other][1][position[other]], "aborted: " + outcome.short(),
                                    summary)
-                    in_flight.clear()
+                        leave(other)
                     pending.clear()
                 elif isinstance(outcome, Exception):
                     retry_after = self._retry_delay(ctx, step, outcome, attempts)
                     if retry_after is None:
                         failures += 1
                         self._fail(ctx, step, _describe(outcome), summary)
-                        in_flight.discard(iid)
+                        leave(iid)
                         self._budget(failures, iid, step)
                     else:
-                        self._later(retry_after, iid)
+                        self._later(retry_after, iid, "retry")
         finally:
             self.waiters.stop()
             pool.shutdown(wait=True)
@@ -283,17 +326,22 @@ class Engine:
             self.fetcher.fetch("eip", allocs)
 
     def _run_step(self, ctx: Ctx, step: str) -> None:
+        self.cloud.prepay(self._prepaid.get(ctx.iid) or [])
         try:
             if ctx.rec.step != step or ctx.rec.status not in ("running", "rolling_back"):
                 self.journal.update(ctx.rec, status="running" if self.mode == "apply" else "rolling_back",
                                     step=step)
                 self._emit("step_started", ctx.iid, step)
             outcome: Any = self.steps[step](ctx)
+        except NeedLook as e:
+            outcome = WaitFor(e.kind, e.rid, lambda obj: True, str(e))
         except (errors.CloudError, StepFailed) as e:
             outcome = e
         except Exception as e:  # a bug in a step: that instance fails, loudly, the run goes on
             log.exception("step %s of %s", step, ctx.iid)
             outcome = StepFailed(f"internal error in step {step}: {type(e).__name__}: {e}")
+        finally:
+            self.cloud.prepay([])
         self._events.put(("outcome", ctx.iid, outcome))
 
     def _retry_delay(self, ctx: Ctx, step: str, err: Exception, attempts: dict[str, int]) -> float | None:
@@ -309,15 +357,16 @@ class Engine:
         cap = min(self.opts.retry_cap_s, self.opts.retry_base_s * 2 ** min(n - 1, 10))
         return self._rng.uniform(cap / 2, cap)
 
-    def _later(self, delay: float, iid: str) -> None:
-        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), iid))
+    def _later(self, delay: float, iid: str, kind: str) -> None:
+        """``retry``: enter the step again (reserving tokens); ``run``: its tokens are due, run it."""
+        heapq.heappush(self._timers, (time.monotonic() + delay, next(self._seq), iid, kind))
 
     def _next_event(self) -> tuple[str, str, Any]:
         while True:
             now = time.monotonic()
             if self._timers and self._timers[0][0] <= now:
-                _, _, iid = heapq.heappop(self._timers)
-                return ("retry", iid, None)
+                _, _, iid, kind = heapq.heappop(self._timers)
+                return (kind, iid, None)
             timeout = (self._timers[0][0] - now) if self._timers else None
             try:
                 return self._events.get(timeout=timeout)

@@ -36,6 +36,16 @@ class StepFailed(Exception):
     pass
 
 
+class NeedLook(Exception):
+    """The step needs a resource's state that egressctl does not have (fresh enough): the engine
+    looks in the waiters' next batched round and runs the step again, so looks cost a share of one
+    Describe call instead of one each."""
+
+    def __init__(self, kind: str, rid: str):
+        super().__init__(f"look at {kind} {rid}")
+        self.kind, self.rid = kind, rid
+
+
 MISSING_GRACE_S = 60.0  # Describe answers may lag behind a create: "not found" is final only after this
 
 
@@ -105,6 +115,7 @@ class Ctx:
         self.item = item
         self.rec = rec
         self.iid = item.instance_id
+        self.entered = 0.0  # when the engine entered the current step (monotonic)
 
     # -- journal ------------------------------------------------------------------------------
     def save(self, **data: Any) -> None:
@@ -117,14 +128,15 @@ class Ctx:
         return "egc-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
 
     # -- looking ------------------------------------------------------------------------------
-    def _get(self, kind: str, rid: str) -> Any:
-        obj = self.engine.cache.get(kind, rid)
+    def _get(self, kind: str, rid: str, fresh: bool = False) -> Any:
+        obj = self.engine.cache.get(kind, rid, since=self.entered if fresh else None)
         if obj is None:
-            obj = self.engine.fetcher.fetch(kind, [rid]).get(rid, GONE)
+            raise NeedLook(kind, rid)
         return None if obj is GONE else obj
 
-    def instance(self) -> Instance:
-        inst = self._get("instance", self.iid)
+    def instance(self, fresh: bool = False) -> Instance:
+        """``fresh``: read since this step was entered (not what an earlier step saw)."""
+        inst = self._get("instance", self.iid, fresh)
         if inst is None:
             raise missing(self, "instance", self.iid, f"instance {self.iid}")
         return inst
@@ -399,8 +411,7 @@ def associate(ctx: Ctx) -> Outcome:
 
 
 def verify(ctx: Ctx) -> Outcome:
-    ctx.engine.cache.forget("instance", ctx.iid)
-    inst = ctx.instance()
+    inst = ctx.instance(fresh=True)
     alloc, eni_id = ctx.rec.data["allocation_id"], ctx.rec.data["eni_id"]
     eip = ctx.eip(alloc)
     problems = []

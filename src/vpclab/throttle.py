@@ -17,10 +17,18 @@ from typing import Any
 
 import yaml
 
-# Documented defaults (docs/emulator.md): ConvertNatPublicIpToEip 1000/60 s is the published figure
-# (research/anchors.md §0); the rest are the lab's choice, generous for reads.
+# Defaults (docs/emulator.md): the published per-account quotas where there are any - ECS
+# ConvertNatPublicIpToEip (research/anchors.md §0) and CreateNetworkInterface (API Explorer), EIP
+# quotas page (Allocate/Associate/UnassociateEipAddress 120, DescribeEipAddresses and
+# ReleaseEipAddress 600) - and the lab's choice elsewhere, generous for reads.
 DEFAULT_LIMITS: dict[str, int] = {
     "ConvertNatPublicIpToEip": 1000,
+    "CreateNetworkInterface": 1500,
+    "AllocateEipAddress": 120,
+    "AssociateEipAddress": 120,
+    "UnassociateEipAddress": 120,
+    "DescribeEipAddresses": 600,
+    "ReleaseEipAddress": 600,
     "*Describe": 6000,
     "*List": 6000,
     "*": 1000,

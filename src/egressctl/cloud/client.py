@@ -23,7 +23,7 @@ from alibabacloud_vpc20160428.client import Client as VpcClient
 from darabonba.runtime import RuntimeOptions
 
 from . import errors
-from .ratelimit import RateLimiter
+from .ratelimit import Quota, RateLimiter
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class CloudSettings:
     ecs_endpoint: str | None = None
     vpc_endpoint: str | None = None
     sts_endpoint: str | None = None
-    rates: dict[str, float] | None = None
+    quotas: dict[str, Quota] | None = None  # None: the defaults (ratelimit.DEFAULT_QUOTAS)
     max_attempts: int = 8
     call_deadline_s: float = 120.0
     connect_timeout_ms: int = 5000
@@ -96,7 +96,8 @@ class Cloud:
     def __init__(self, settings: CloudSettings, credential: Any = None, limiter: RateLimiter | None = None):
         self.settings = settings
         self.credential = credential if credential is not None else make_credential(settings.profile)
-        self.limiter = limiter or RateLimiter(settings.rates)
+        self.limiter = limiter or RateLimiter(settings.quotas)
+        self._prepaid = threading.local()
         self.stats = CallStats()
         self._runtime = RuntimeOptions(read_timeout=settings.read_timeout_ms,
                                        connect_timeout=settings.connect_timeout_ms)
@@ -147,10 +148,11 @@ class Cloud:
         attempt = 0
         while True:
             attempt += 1
-            try:
-                self.limiter.acquire(action, deadline)
-            except TimeoutError as e:
-                raise errors.Transient("ClientRateLimited", str(e), None, "", action) from None
+            if not self._take_prepaid(action):
+                try:
+                    self.limiter.acquire(action, deadline)
+                except TimeoutError as e:
+                    raise errors.Transient("ClientRateLimited", str(e), None, "", action) from None
             self.stats.add("calls", action)
             try:
                 resp = send()
@@ -159,7 +161,7 @@ class Cloud:
                 self.stats.add("errors", f"{action}:{err.code}")
                 if isinstance(err, errors.Throttled):
                     self.stats.add("throttled", action)
-                    self.limiter.throttled(action)
+                    self.limiter.throttled(action, err.retry_after_s)
                 retry = isinstance(err, errors.Throttled) or (
                     isinstance(err, errors.Transient) and (idempotent or not isinstance(err, errors.Ambiguous)))
                 if not retry or attempt >= self.settings.max_attempts:
@@ -172,6 +174,19 @@ class Cloud:
                 continue
             self.limiter.succeeded(action)
             return resp.body
+
+    # -- tokens reserved ahead (the engine schedules a step for when its tokens are due) ----------
+    def prepay(self, actions: list[str]) -> None:
+        """This thread's next call of each action in ``actions`` uses a token reserved beforehand; the
+        list is consumed in place, so the caller sees which reservations are still unused."""
+        self._prepaid.actions = actions
+
+    def _take_prepaid(self, action: str) -> bool:
+        actions = getattr(self._prepaid, "actions", None)
+        if actions and action in actions:
+            actions.remove(action)
+            return True
+        return False
 
     def ecs(self, action: str, request: Any, **kw: Any) -> Any:
         return self.call("ecs", action, request, **kw)

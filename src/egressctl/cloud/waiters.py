@@ -39,11 +39,11 @@ class Cache:
         with self._lock:
             self._data[(kind, rid)] = (time.monotonic(), obj)
 
-    def get(self, kind: str, rid: str, max_age: float | None = None) -> Any:
-        """The cached object, ``GONE``, or ``None`` when unknown or older than ``max_age``."""
+    def get(self, kind: str, rid: str, since: float | None = None) -> Any:
+        """The cached object, ``GONE``, or ``None`` when unknown or read before ``since`` (monotonic)."""
         with self._lock:
             hit = self._data.get((kind, rid))
-        if hit is None or (max_age is not None and time.monotonic() - hit[0] > max_age):
+        if hit is None or (since is not None and hit[0] < since):
             return None
         return hit[1]
 
@@ -186,17 +186,18 @@ class Waiters:
             self._last_round[kind] = now
         answers: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
+        # a Describe answers every pending id of its kind for the cost of one; an extra kind (the
+        # guest: one call per command) is asked only about the waits that are due
+        asked = [w for w in waits if w.kind in due_kinds and (w.kind not in self.extra or w.next_check <= now)]
         for kind in due_kinds:
-            ids = sorted({w.rid for w in waits if w.kind == kind})  # all pending of that kind: same cost
+            ids = sorted({w.rid for w in asked if w.kind == kind})
             try:
                 answers[kind] = self.extra[kind](ids) if kind in self.extra else self.fetcher.fetch(kind, ids)
             except CloudError as e:
                 errors[kind] = e.short()
         finished: list[tuple[Wait, str, Any]] = []
         now = time.monotonic()
-        for w in waits:
-            if w.kind not in due_kinds:
-                continue
+        for w in asked:
             if w.kind in errors:
                 outcome = ("error", errors[w.kind]) if now - w.started > w.timeout_s else None
             else:
