@@ -125,15 +125,17 @@ ec_ipv4() {
 		ec_range "$_v4_octet" 0 255 || return 1
 	done
 }
+# ec_ip2int IP: EC_INT = the address as an integer; ec_int2ip N: EC_IP = the dotted address.  They set
+# variables instead of printing: a batch script validates a hundred rows, and every $(...) is a fork.
 ec_ip2int() {
 	_i2_ifs=$IFS
 	IFS=.
 	# shellcheck disable=SC2086 # split on the dots
 	set -- $1
 	IFS=$_i2_ifs
-	echo $((($1 << 24) + ($2 << 16) + ($3 << 8) + $4))
+	EC_INT=$((($1 << 24) + ($2 << 16) + ($3 << 8) + $4))
 }
-ec_int2ip() { echo "$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"; }
+ec_int2ip() { EC_IP="$((($1 >> 24) & 255)).$((($1 >> 16) & 255)).$((($1 >> 8) & 255)).$(($1 & 255))"; }
 
 # ec_row MAC IP PREFIX GATEWAY ENI TABLE PRIORITY WAIT_S: validate a row and load it into R_*;
 # on failure EC_BAD names the field.
@@ -162,8 +164,10 @@ ec_row() {
 	ec_range "$7" 9001 9999 || EC_BAD='priority: not an integer in 9001..9999'
 	ec_range "$8" 0 600 || EC_BAD='wait_s: not an integer in 0..600'
 	[ -z "$EC_BAD" ] || return 1
-	_rw_ip=$(ec_ip2int "$2")
-	_rw_gw=$(ec_ip2int "$4")
+	ec_ip2int "$2"
+	_rw_ip=$EC_INT
+	ec_ip2int "$4"
+	_rw_gw=$EC_INT
 	_rw_mask=$(((4294967295 << (32 - $3)) & 4294967295))
 	_rw_net=$((_rw_ip & _rw_mask))
 	_rw_bc=$((_rw_net | (4294967295 ^ _rw_mask)))
@@ -178,7 +182,8 @@ ec_row() {
 	fi
 	[ -z "$EC_BAD" ] || return 1
 	R_MAC=$1 R_IP=$2 R_PREFIX=$3 R_GW=$4 R_ENI=$5 R_TABLE=$6 R_PRIO=$7 R_WAIT=$8
-	R_NET=$(ec_int2ip "$_rw_net")/$3
+	ec_int2ip "$_rw_net"
+	R_NET=$EC_IP/$3
 	R_LINE="$1 $2 $3 $4 $5 $6 $7 $8"
 }
 
@@ -876,14 +881,12 @@ ec_select_rows() {
 	done
 	while :; do
 		EC_SEL=''
-		_sr_known=$_sr_conf_macs$(ec_local_macs | tr ' ' '\n')
+		_sr_known=$EC_NL$_sr_conf_macs$(ec_local_macs | tr ' ' '\n')$EC_NL
 		_sr_ifs=$IFS
 		IFS=$EC_NL
 		for _sr_line in $EC_ROWS; do
 			IFS=$_sr_ifs
-			if printf '%s\n' "$_sr_known" | grep -q -x -F "${_sr_line%% *}"; then
-				EC_SEL=$EC_SEL$_sr_line$EC_NL
-			fi
+			case $_sr_known in *"$EC_NL${_sr_line%% *}$EC_NL"*) EC_SEL=$EC_SEL$_sr_line$EC_NL ;; esac
 		done
 		IFS=$_sr_ifs
 		[ -n "$EC_SEL" ] && return 0
