@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from egressctl import workflows
 from egressctl import plan as plan_mod
+from egressctl import workflows
 from egressctl.cloud.ratelimit import (
     DEFAULT_QUOTAS,
     Quota,
@@ -46,7 +46,7 @@ def test_quota_formats(text: Any, quota: Quota) -> None:
 
 @pytest.mark.parametrize("text", ["fast", "120", "0/60", "120/0", "-1/60", True, 0, "120/60/60", None, 1.5])
 def test_bad_quota_is_refused_with_its_place(text: Any) -> None:
-    with pytest.raises(RatesError, match="^rates.yaml: Assoc"):
+    with pytest.raises(RatesError, match=r"^rates\.yaml: Assoc"):
         parse_quota(text, "rates.yaml: Assoc")
 
 
@@ -171,3 +171,46 @@ def test_fleet_paced_to_the_quotas_is_never_throttled_and_the_eip_move_is_paired
     assoc = [t for a, t in moves if a == "AssociateEipAddress"]
     # 16 calls at 4/s with 2 at once: the last cannot come before (16 - 2) / 4 s after the first
     assert assoc[-1] - assoc[0] >= (16 - 2) / 4 - 0.2
+
+
+def test_instances_waiting_for_a_scarce_quota_hold_no_worker(tmp_path: Path) -> None:
+    """One worker thread, the EIP move limited to 1 call/s, ENI attachments that take 0.05 to 1.95 s:
+    instances queued for the move wait on timers, not in threads, so the one worker stays free for
+    the instances still attaching (no head-of-line blocking behind the queue)."""
+    from egressctl import journal
+    from egressctl.engine import Engine, EngineOptions
+
+    limits = {"AssociateEipAddress": 1, "UnassociateEipAddress": 1, "*": 1000}
+    latency = tmp_path / "latency.yaml"
+    latency.write_text("operations: {eni.attach: {base: 1.0, jitter: 0.95}}\n")
+    calls: list[tuple[str, float]] = []
+
+    def record(action: str, akid: str, region: str) -> None:
+        calls.append((action, time.monotonic()))
+        return None
+
+    guest = FakeGuest()
+    with Lab(FLEET, executor=guest, faults=record, latency=str(latency), seed=3) as lab:
+        guest.world = lab.world
+        cloud = cloud_for(lab, quotas={k: Quota(v, 1.0) for k, v in limits.items()})
+        p, _ = workflows.make_plan(cloud, REGION, instance_ids=None, select_all=True, vpc_id=None, tags=None,
+                                   opts=Options())
+        path = tmp_path / "plan.json"
+        plan_mod.save(p, path)
+        jpath, _ = journal.paths_for(path)
+        j = journal.Journal(jpath, p.plan_id, p.checksum, create=True)
+        try:
+            eng = Engine(cloud, p, j, workflows.runner_for(cloud, p, workflows.ApplySettings(), path),
+                         EngineOptions(poll_interval=0.1, workers=1))
+            summary = eng.run([i.instance_id for i in p.instances])
+        finally:
+            j.close()
+        assert summary.ok, summary
+    guests = [t for a, t in calls if a == "RunCommand"]
+    assoc = sorted(t for a, t in calls if a == "AssociateEipAddress")
+    assert len(assoc) == 16
+    # the moves waited ~15 s for their quota, all of it on timers: no thread slept in the limiter
+    assert assoc[-1] - assoc[0] >= 14
+    assert cloud.limiter.slept_s < 0.5, f"worker threads slept {cloud.limiter.slept_s:.1f} s waiting for tokens"
+    # so the instances still attaching were not held up: every guest step ran before the 6th move
+    assert max(guests) < assoc[5], "instances waited for a worker held by the queue for the EIP move"

@@ -135,7 +135,8 @@ class RateLimiter:
         self._clock = clock
         self._buckets: dict[str, _Bucket] = {}
         self._lock = threading.Lock()
-        self.waited_s = 0.0
+        self.waited_s = 0.0  # promised waits, in total
+        self.slept_s = 0.0  # of which callers spent asleep in acquire() (a thread held meanwhile)
 
     def _bucket(self, action: str, now: float) -> _Bucket:
         b = self._buckets.get(action)
@@ -170,6 +171,8 @@ class RateLimiter:
             if deadline is not None and self._clock() + wait > deadline:
                 self.refund(action)
                 raise TimeoutError(f"rate limit for {action}: the next slot is after the call's deadline")
+            with self._lock:
+                self.slept_s += wait
             time.sleep(wait)
 
     def throttled(self, action: str, retry_after_s: float | None = None) -> None:
