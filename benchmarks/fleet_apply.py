@@ -110,9 +110,11 @@ class LabProc:
         self.ready = json.loads(line)
         self.start_s = time.perf_counter() - t0
 
-    def cpu_s(self) -> float:
+    def cpu_s(self) -> tuple[float, float]:
+        """(the lab's own CPU seconds, its children's: guest scripts, nft, ip)."""
         fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+        tick = os.sysconf("SC_CLK_TCK")
+        return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
     def stop(self) -> None:
         stop(self.proc)
@@ -182,7 +184,8 @@ def run_egressctl(n: int, a: argparse.Namespace, tmp: Path, *extra: str, label: 
                                        "--output", "json", "--poll-interval", f"{a.time_scale:g}", *extra],
                                       egressctl_env(lab), tmp)
         wall = time.perf_counter() - t0
-        lab_cpu = lab.cpu_s() - lab_cpu0
+        lab_cpu1 = lab.cpu_s()
+        lab_cpu, lab_children = lab_cpu1[0] - lab_cpu0[0], lab_cpu1[1] - lab_cpu0[1]
         events = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         summary = next(e for e in reversed(events) if e.get("event") == "summary")
         api = summary["api"]
@@ -192,7 +195,8 @@ def run_egressctl(n: int, a: argparse.Namespace, tmp: Path, *extra: str, label: 
                 "failed": len(summary["failed"]), "wall_s": round(wall, 2), "engine_wall_s": summary["wall_s"],
                 "api_calls": sum(calls.values()), "calls_by_action": dict(sorted(calls.items())),
                 "throttled": sum(api["throttled"].values()), "retries": sum(api["retries"].values()),
-                "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1), "lab_cpu_s": round(lab_cpu, 2),
+                "cpu_s": round(cpu, 2), "peak_rss_mib": round(rss, 1),
+                "lab_cpu_s": round(lab_cpu + lab_children, 2), "lab_children_cpu_s": round(lab_children, 2),
                 "lab_start_s": round(lab.start_s, 2),
                 "cutover_median_s": round(median(gaps), 3), "cutover_p99_s": round(pct(gaps, 0.99), 3)}
     finally:

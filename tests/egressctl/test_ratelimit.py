@@ -134,6 +134,14 @@ FLEET = {
 }
 
 
+def _plan_all(cloud: Any, tmp_path: Path) -> tuple[plan_mod.Plan, Path]:
+    p, _ = workflows.make_plan(cloud, REGION, instance_ids=None, select_all=True, vpc_id=None, tags=None,
+                               opts=Options())
+    path = tmp_path / "plan.json"
+    plan_mod.save(p, path)
+    return p, path
+
+
 def test_fleet_paced_to_the_quotas_is_never_throttled_and_the_eip_move_is_paired(tmp_path: Path) -> None:
     """Unassociate is cheap (50/s), Associate is scarce (4/s, 2 at once).  Taking the EIP off an
     instance without an Associate token in hand would leave it without inbound until one frees up;
@@ -153,10 +161,7 @@ def test_fleet_paced_to_the_quotas_is_never_throttled_and_the_eip_move_is_paired
     with Lab(FLEET, executor=guest, throttle=str(profile), faults=record) as lab:
         guest.world = lab.world
         cloud = cloud_for(lab, quotas={k: Quota(v, 0.5) for k, v in limits.items()})
-        p, _ = workflows.make_plan(cloud, REGION, instance_ids=None, select_all=True, vpc_id=None, tags=None,
-                                   opts=Options())
-        path = tmp_path / "plan.json"
-        plan_mod.save(p, path)
+        p, path = _plan_all(cloud, tmp_path)
         summary = workflows.run_engine(cloud, p, path, workflows.ApplySettings(poll_interval=0.05), "apply")
         assert summary.ok, summary
         assert lab.throttle.denied == 0, "egressctl went faster than the lab's quotas"
@@ -193,10 +198,7 @@ def test_instances_waiting_for_a_scarce_quota_hold_no_worker(tmp_path: Path) -> 
     with Lab(FLEET, executor=guest, faults=record, latency=str(latency), seed=3) as lab:
         guest.world = lab.world
         cloud = cloud_for(lab, quotas={k: Quota(v, 1.0) for k, v in limits.items()})
-        p, _ = workflows.make_plan(cloud, REGION, instance_ids=None, select_all=True, vpc_id=None, tags=None,
-                                   opts=Options())
-        path = tmp_path / "plan.json"
-        plan_mod.save(p, path)
+        p, path = _plan_all(cloud, tmp_path)
         jpath, _ = journal.paths_for(path)
         j = journal.Journal(jpath, p.plan_id, p.checksum, create=True)
         try:
