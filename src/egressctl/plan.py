@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .egress import Analysis
 from .inventory import Inventory
@@ -73,6 +73,16 @@ class InstancePlan(_M):
     guest: GuestSpec
     steps: list[str]
     expected: Expected
+
+    @field_validator("steps")
+    @classmethod
+    def _known_steps(cls, steps: list[str]) -> list[str]:
+        unknown = [s for s in steps if s not in STEP_ORDER]
+        if unknown:
+            raise ValueError(f"unknown step {unknown[0]!r} (steps are {', '.join(STEP_ORDER)})")
+        if len(set(steps)) != len(steps):
+            raise ValueError("a step appears twice")
+        return steps
 
 
 class PlanOptions(_M):

@@ -99,15 +99,26 @@ def test_headroom_keeps_a_few_seconds_of_calls_spare() -> None:
     assert RateLimiter({"*": Quota(2, 1)}, clock=Clock()).capacity("A") == 1  # never below one call
 
 
-def test_the_servers_retry_after_is_honoured_and_the_rate_drops() -> None:
+def test_the_servers_retry_after_is_honoured_and_the_rate_drops_once_per_burst() -> None:
     clock = Clock()
     lim = RateLimiter({"*": Quota(60, 60)}, clock=clock, headroom_s=0)
-    lim.throttled("A", retry_after_s=3.0)
+    for _ in range(30):  # one burst refuses 30 calls in flight: one signal, not 30
+        lim.throttled("A", retry_after_s=3.0)
     assert lim.current_rate("A") == pytest.approx(0.75)
     assert lim.reserve("A") >= 3.0
-    for _ in range(100):
-        lim.succeeded("A")
-    assert lim.current_rate("A") == pytest.approx(1.0)  # earned back, never above the quota
+    clock.t += 1.0  # still inside the burst (the server said 3 s)
+    lim.throttled("A", retry_after_s=0.5)
+    assert lim.current_rate("A") == pytest.approx(0.75)
+    clock.t += 2.5  # the burst ended 0.5 s ago: the rate climbs back (a tenth of the quota per second)
+    assert lim.current_rate("A") == pytest.approx(0.8)
+    lim.throttled("A", retry_after_s=0.1)  # a new burst
+    assert lim.current_rate("A") == pytest.approx(0.6)
+    for _ in range(20):  # bursts one after another: never below an eighth of the quota
+        clock.t += 1.0
+        lim.throttled("A", retry_after_s=0.1)
+    assert lim.current_rate("A") == pytest.approx(1 / 8)
+    clock.t += 100  # throttling stopped: back to the quota within RECOVER_S, never above
+    assert lim.current_rate("A") == pytest.approx(1.0)
 
 
 def test_the_lab_and_egressctl_defaults_agree_where_the_cloud_publishes() -> None:

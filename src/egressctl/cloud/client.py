@@ -172,7 +172,6 @@ class Cloud:
                 self.stats.add("retries", action)
                 time.sleep(delay)
                 continue
-            self.limiter.succeeded(action)
             return resp.body
 
     # -- tokens reserved ahead (the engine schedules a step for when its tokens are due) ----------

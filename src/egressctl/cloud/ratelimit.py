@@ -8,7 +8,9 @@ account with raised quotas says so with ``--rates FILE``.
 
 When the cloud throttles anyway (other clients share the quota, or the quota is lower than
 configured), the bucket waits out the server's ``x-acs-retry-after`` and lowers its rate by a
-quarter; successes earn the rate back, never above the quota.
+quarter - once per burst: the many calls a burst refuses together count as one signal - never
+below an eighth of the quota; the rate climbs back linearly over ``RECOVER_S`` once throttling
+stops, never above the quota.
 
 Callers either ``acquire`` (sleep until a token is theirs) or ``reserve`` (take a token now, get back
 how long to wait before using it, without holding a thread: the engine schedules the step for then)
@@ -119,6 +121,10 @@ def quota_for(quotas: dict[str, Quota], action: str) -> Quota:
     return quotas.get("*", Quota(1000))
 
 
+RECOVER_S = 10.0  # from the floor back to the quota's rate, once throttling stops
+BURST_S = 1.0  # throttled answers closer together than this (or the server's retry-after) are one burst
+
+
 @dataclass
 class _Bucket:
     ceiling: float  # the quota's rate, calls/s
@@ -126,6 +132,7 @@ class _Bucket:
     tokens: float  # negative: calls already promised to callers who are waiting
     stamp: float
     capacity: float
+    burst_until: float = float("-inf")  # throttles before this belong to the last burst
 
 
 class RateLimiter:
@@ -146,6 +153,8 @@ class RateLimiter:
             b = self._buckets[action] = _Bucket(q.rate, q.rate, cap, now, cap)
         else:
             b.tokens = min(b.capacity, b.tokens + (now - b.stamp) * b.rate)
+            if b.rate < b.ceiling and now > b.burst_until:
+                b.rate = min(b.ceiling, b.rate + b.ceiling * (now - max(b.stamp, b.burst_until)) / RECOVER_S)
             b.stamp = now
         return b
 
@@ -176,18 +185,16 @@ class RateLimiter:
             time.sleep(wait)
 
     def throttled(self, action: str, retry_after_s: float | None = None) -> None:
-        """The cloud said Throttling: nobody calls this action before the server's hint, and the rate
-        drops by a quarter (floor: one call per 10 s)."""
+        """The cloud said Throttling: nobody calls this action before the server's hint, and, once per
+        burst, the rate drops by a quarter (floor: an eighth of the quota)."""
         with self._lock:
-            b = self._bucket(action, self._clock())
-            b.rate = max(b.rate * 0.75, 0.1)
-            b.tokens = min(b.tokens, -(retry_after_s or 1.0 / b.rate) * b.rate)
-
-    def succeeded(self, action: str) -> None:
-        with self._lock:
-            b = self._buckets.get(action)
-            if b is not None and b.rate < b.ceiling:
-                b.rate = min(b.ceiling, b.rate + b.ceiling * 0.02)
+            now = self._clock()
+            b = self._bucket(action, now)
+            wait = retry_after_s if retry_after_s else 1.0 / b.rate
+            if now >= b.burst_until:
+                b.rate = max(b.rate * 0.75, b.ceiling / 8)
+            b.burst_until = max(b.burst_until, now + max(BURST_S, wait))
+            b.tokens = min(b.tokens, -wait * b.rate)
 
     def current_rate(self, action: str) -> float:
         with self._lock:
