@@ -17,6 +17,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
+
 from . import plan as plan_mod
 from . import workflows
 from .cloud import Cloud, CloudSettings
@@ -61,7 +63,7 @@ def _verify_from_operator(ready: dict[str, Any], plan_path: Path, skip: str = ""
 
 
 def _show(title: str, result: dict[str, Any]) -> None:
-    out.print(f"[bold]{title}[/bold]")
+    out.print(title, style="bold")
     if result.get("error"):
         out.print(f"  verify could not run: {result['error']}")
     for r in result.get("instances", []):
@@ -93,8 +95,9 @@ def run(dataplane: str = "auto", keep: bool = False) -> int:
         packets = ready.get("dataplane") == "on"
         out.print(f"vpclab: {ready['endpoint']} (scenario {scenario.name}), data plane: {ready.get('dataplane')}")
         if not packets:
-            out.print("[yellow]no data plane: the control plane is real, but no packet will prove egress or inbound, "
-                      "and the guest script is only written out, not run. Run as root for the full demo.[/yellow]")
+            out.print("no data plane: the control plane is real, but no packet will prove egress or inbound, "
+                      "and the guest script is only written out, not run. Run as root for the full demo.",
+                      style="yellow")
         from alibabacloud_credentials import models as cred_models
         from alibabacloud_credentials.client import Client as CredentialClient
 
@@ -102,14 +105,15 @@ def run(dataplane: str = "auto", keep: bool = False) -> int:
         cloud = Cloud(CloudSettings(region=ready["region_id"], ecs_endpoint=ep, vpc_endpoint=ep, sts_endpoint=ep),
                       credential=CredentialClient(cred_models.Config(type="access_key", access_key_id=LAB_KEY_ID,
                                                                       access_key_secret=LAB_KEY_SECRET)))
-        out.print("\n[bold]1. audit[/bold]")
+        out.print("\n1. audit", style="bold")
         res, _, _ = workflows.audit(cloud, ready["region_id"])
         for r in res.rows:
             now, after = r["egress_now"], r["egress_after"]
             out.print(f"  {r['name']:10} egress {now['kind']:8} {now['ip'] or '-':15} -> {after['kind']} "
                       f"{after['ip'] or '-':15} {r['action']}")
         targets = [r["instance_id"] for r in res.rows if r["name"] in ("web-1", "web-2")]
-        out.print(f"\n[bold]2. plan[/bold] web-1 and web-2 ({sum(res.calls.values())} API calls for the audit)")
+        out.print(Text.assemble("\n", ("2. plan", "bold"),
+                                f" web-1 and web-2 ({sum(res.calls.values())} API calls for the audit)"))
         guest = "cloud-assistant" if packets else "print"
         p, _ = workflows.make_plan(cloud, ready["region_id"], instance_ids=targets, select_all=False, vpc_id=None,
                                    tags=None, opts=Options(guest=guest))
@@ -120,7 +124,7 @@ def run(dataplane: str = "auto", keep: bool = False) -> int:
         if packets:
             before = _verify_from_operator(ready, plan_path)
             _show("\n   before (real packets, from the operator host):", before)
-        out.print("\n[bold]3. apply[/bold]")
+        out.print("\n3. apply", style="bold")
         s = workflows.ApplySettings(poll_interval=0.3, guest_done=set() if packets else set(targets),
                                     print_dir=work / "guest-scripts")
         names = {i.instance_id: i.name for i in p.instances}
@@ -131,8 +135,8 @@ def run(dataplane: str = "auto", keep: bool = False) -> int:
         out.print(f"  {len(summary.done)} done, {len(summary.failed)} failed in {summary.wall_s:.1f} s; "
                   f"{cloud.stats.total()} API calls in all")
         for iid, why in summary.failed.items():
-            out.print(f"  [red]failed {iid}: {why}[/red]")
-        out.print("\n[bold]4. verify[/bold]")
+            out.print(f"  failed {iid}: {why}", style="red")
+        out.print("\n4. verify", style="bold")
         if packets:
             after = _verify_from_operator(ready, plan_path)
             _show("   after (real packets, from the operator host):", after)
@@ -141,10 +145,10 @@ def run(dataplane: str = "auto", keep: bool = False) -> int:
             after = _verify_from_operator_fallback(cloud, ready, plan_path)
             _show("   after (control plane only; egress and inbound NOT verified without a data plane):", after)
             ok = summary.ok and bool(after.get("ok"))
-        out.print(f"\n[bold]{'PASS' if ok else 'FAIL'}[/bold]: " + (
+        out.print(Text.assemble("\n", ("PASS" if ok else "FAIL", "bold"), ": " + (
             "inbound still reaches each instance through its EIP, and outbound now leaves through the SNAT IP"
             if ok and packets else "control plane consistent (packets not verified: no data plane)" if ok
-            else "see above"))
+            else "see above")))
         if keep:
             out.print(f"plan and journal kept in {work}")
         return 0 if ok else 1

@@ -8,10 +8,14 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-# not a terminal (a pipe, a CI log): wide enough that ids and addresses never wrap
-err = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160, soft_wrap=not sys.stdout.isatty())
+# not a terminal (a pipe, a CI log): wide enough that ids and addresses never wrap.  Markup is off: names,
+# tags, descriptions and error messages come from the cloud and are printed as they are ("[/]" in an
+# instance name must neither crash the output nor style it); styles are set with Text objects.
+err = Console(stderr=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 160)
+out = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160,
+              soft_wrap=not sys.stdout.isatty())
 
 
 def emit_json(obj: Any) -> None:
@@ -32,7 +36,7 @@ def audit_table(rows: list[dict[str, Any]]) -> Table:
         style = {"migrate": "yellow", "blocked": "red", "ok": "green", "skip": "dim"}.get(r["action"], "")
         t.add_row(r["instance_id"], r["name"], f"{now['kind']} {now['ip'] or ''}".strip(),
                   f"{after['kind']} {after['ip'] or ''}".strip(), r["inbound_ip"] or "-",
-                  f"[{style}]{r['action']}[/{style}]" if style else r["action"])
+                  Text(r["action"], style=style))
     return t
 
 

@@ -127,7 +127,8 @@ class Faults:
                     continue
                 if r.kind == "storm":
                     start = float(r.params.get("start_s", 0))
-                    if start <= now - self.started < start + float(r.params.get("duration_s", 5)):
+                    if start <= now - self.started < start + float(r.params.get("duration_s", 5)) and \
+                            self._roll(r):
                         self.fired[f"storm:{action}"] += 1
                         return FaultDecision(errors.service_unavailable())
                 elif r.kind == "throttle":
@@ -164,7 +165,7 @@ class Faults:
     def describe_lag(self, action: str) -> float:
         with self._lock:
             for r in self.rules:
-                if r.kind == "stale_describe" and r.matches(action):
+                if r.kind == "stale_describe" and r.matches(action) and self._roll(r):
                     return float(r.params.get("lag_s", 2))
         return 0.0
 

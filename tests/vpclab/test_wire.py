@@ -141,6 +141,59 @@ def test_tampered_requests_are_refused(seed_lab: Lab) -> None:
     assert (status, payload["Code"]) == (400, "IncompleteSignature")
 
 
+def test_tampered_and_unsigned_changes_are_refused_and_change_nothing() -> None:
+    """The same for a request that would change something (UnassociateEipAddress): the genuine one is held
+    back by a fault (503, not applied), then its tampered, replayed and unsigned variants are sent."""
+    import secrets
+
+    from vpclab import errors
+    from vpclab.resources.eips import Eip
+    from vpclab.server import FaultDecision
+
+    def refuse_first(action: str, akid: str, region: str) -> FaultDecision | None:
+        if action == "UnassociateEipAddress" and not held:
+            return FaultDecision(errors.service_unavailable())
+        return None
+
+    def state(lab: Lab) -> dict:
+        with lab.world.lock:
+            return {k: {i: o.to_dict() for i, o in t.items()} for k, t in lab.world.tables.items() if t}
+
+    held: list[tuple[str, str, list[tuple[str, str]], bytes]] = []
+    with Lab(SEED, faults=refuse_first) as lab:
+        seen = _capture(lab)
+        web2 = lab.ids["instances"]["web-2"]
+        with lab.world.lock:
+            alloc = next(e.id for e in lab.world.all(Eip) if e.ip == "203.0.113.12")
+        with pytest.raises(tea_exc.AlibabaCloudException) as e:
+            VpcClient(sdk_config(lab)).unassociate_eip_address_with_options(
+                vm.UnassociateEipAddressRequest(region_id=REGION, allocation_id=alloc, instance_id=web2),
+                RuntimeOptions(autoretry=False))
+        assert e.value.code == "ServiceUnavailable"
+        held.append(seen[-1])
+        method, target, headers, body = held[0]
+        before = state(lab)
+
+        def nonce(h: list[tuple[str, str]]) -> list[tuple[str, str]]:
+            return _replace_header(h, "x-acs-signature-nonce", secrets.token_hex(16))
+
+        cases = {
+            "replayed with a new nonce": (method, target, nonce(headers), body, "SignatureDoesNotMatch"),
+            "another instance": (method, _with_query(target, InstanceId=lab.ids["instances"]["web-1"]),
+                                 nonce(headers), body, "SignatureDoesNotMatch"),
+            "another action": (method, target, _replace_header(nonce(headers), "x-acs-action", "ReleaseEipAddress"),
+                               body, "SignatureDoesNotMatch"),
+            "unsigned": (method, target, [(k, v) for k, v in nonce(headers) if k.lower() != "authorization"], body,
+                         "IncompleteSignature"),
+            "replayed as it was": (method, target, headers, body, "SignatureNonceUsed"),
+        }
+        for name, (m, t, h, b, code) in cases.items():
+            status, payload = _send(lab, m, t, h, b)
+            assert (status, payload["Code"]) == (400, code), (name, payload)
+        assert state(lab) == before, "a refused request changed the lab"
+        with lab.world.lock:
+            assert lab.world.get(Eip, alloc).status == "InUse"
+
 def _call(client: EcsClient, action: str, version: str) -> dict:
     params = open_api_util_models.Params(action=action, version=version, protocol="HTTP", pathname="/",
                                          method="POST", auth_type="AK", style="RPC", req_body_type="formData",

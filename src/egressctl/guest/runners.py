@@ -219,8 +219,12 @@ class CloudAssistantRunner(GuestRunner):
         result = _result_of(output)
         ok = status in FINAL_OK and (result is None or result.get("status") in ("ok", "changed"))
         message = row.error_info or ""
-        if not ok and not message:
-            message = _tail(output)
+        if not ok:
+            # ErrorInfo only says that the script failed (e.g. "non-zero exit code: 1"); the script's own
+            # errors (its result line) or the end of its output say why
+            detail = "; ".join(str(e) for e in (result or {}).get("errors") or []) or _tail(output, 300)
+            if detail and detail not in message:
+                message = f"{message}: {detail}" if message else detail
         if row.error_code:
             message = f"{row.error_code}: {message}"
         return GuestOutcome(ok, status, row.exit_code, message, result, output=output)
