@@ -220,6 +220,9 @@ class Engine:
                     continue
                 if kind == "waited":
                     status, detail = payload
+                    if status == "auth":  # the credentials were refused while it waited: abort, below
+                        self._events.put(("outcome", iid, detail))
+                        continue
                     if status == "done":
                         pool.submit(self._run_step, ctx, step)
                     else:
@@ -270,6 +273,8 @@ class Engine:
                     self._pause(ctx, step, outcome.reason, summary)
                     leave(iid)
                 elif isinstance(outcome, errors.AuthError):
+                    if summary.aborted:  # another instance's refusal already aborted the run
+                        continue
                     summary.aborted = outcome.short()
                     self.stopping = True
                     self._fail(ctx, step, outcome.short(), summary)
@@ -279,7 +284,7 @@ class Engine:
                         self._fail(other_ctx, runs[other][1][position[other]], "aborted: " + outcome.short(),
                                    summary)
                         leave(other)
-                    pending.clear()
+                    # nothing new starts (stopping); what never started is reported as such
                 elif isinstance(outcome, Exception):
                     retry_after = self._retry_delay(ctx, step, outcome, attempts)
                     if retry_after is None:

@@ -22,7 +22,7 @@ from alibabacloud_vpc20160428 import models as vpc
 
 from ..inventory import Eip, Instance, Nic, eip_from_sdk, nic_from_sdk
 from .client import Cloud
-from .errors import CloudError
+from .errors import AuthError, CloudError
 
 BATCH = {"instance": 100, "nic": 100, "eip": 50}
 GONE = object()  # the cache's answer for "asked, and it does not exist"
@@ -105,7 +105,8 @@ class Wait:
     kind: str
     rid: str
     done: Callable[[Any], bool]  # gets the object or GONE
-    on_result: Callable[[str, Any], None]  # ("done" | "failed" | "timeout" | "error", obj or message)
+    on_result: Callable[[str, Any], None]  # ("done" | "failed" | "timeout" | "error" | "auth", obj, message or
+    # the AuthError: credentials or permissions refused, no point in asking again)
     failed: Callable[[Any], str | None] = lambda obj: None
     timeout_s: float = 600.0
     what: str = ""
@@ -186,6 +187,7 @@ class Waiters:
             self._last_round[kind] = now
         answers: dict[str, dict[str, Any]] = {}
         errors: dict[str, str] = {}
+        denied: dict[str, AuthError] = {}
         # a Describe answers every pending id of its kind for the cost of one; an extra kind (the
         # guest: one call per command) is asked only about the waits that are due
         asked = [w for w in waits if w.kind in due_kinds and (w.kind not in self.extra or w.next_check <= now)]
@@ -193,12 +195,16 @@ class Waiters:
             ids = sorted({w.rid for w in asked if w.kind == kind})
             try:
                 answers[kind] = self.extra[kind](ids) if kind in self.extra else self.fetcher.fetch(kind, ids)
+            except AuthError as e:
+                denied[kind] = e
             except CloudError as e:
                 errors[kind] = e.short()
         finished: list[tuple[Wait, str, Any]] = []
         now = time.monotonic()
         for w in asked:
-            if w.kind in errors:
+            if w.kind in denied:
+                outcome: tuple[str, Any] | None = ("auth", denied[w.kind])
+            elif w.kind in errors:
                 outcome = ("error", errors[w.kind]) if now - w.started > w.timeout_s else None
             else:
                 obj = answers[w.kind].get(w.rid, GONE)

@@ -156,7 +156,8 @@ class CloudAssistantRunner(GuestRunner):
 
     def _send(self, batch: _Batch) -> None:
         mode, probe = batch.key
-        jobs = list(batch.jobs.values())
+        # in instance order: the same instances make the same request (and ClientToken) after a restart
+        jobs = sorted(batch.jobs.values(), key=lambda jt: jt[0].instance_id)
         if probe:
             groups = [[j for j, _ in jobs[i:i + self.max_batch]] for i in range(0, len(jobs), self.max_batch)]
         else:

@@ -14,6 +14,7 @@ Transit links use 100.64.0.0/10 (shared address space) and exist only inside the
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -26,6 +27,7 @@ ECHO_IP = "192.0.2.10"
 OPERATOR_IP = "192.0.2.20"
 METADATA_IP = "100.100.100.200"
 PUBLIC_TABLE = 100  # router: where sources with a 1:1 public mapping are routed
+GATEWAY_MAC = "ee:ff:ff:ff:ff:ff"  # what guests see as the vSwitch gateway's MAC on Alibaba Cloud
 BRIDGE_PORTS = 1000  # a Linux bridge takes at most 1024 ports; a bigger vSwitch chains overflow bridges
 
 
@@ -137,7 +139,10 @@ class Topology:
             if vsw_id not in self.applied.vswitches:
                 r = self.router(spec.vpc)
                 b = self.bridge(vsw_id)
-                kernel.ip_batch(r, [f"link add {b} type bridge", f"link set {b} type bridge stp_state 0",
+                # a fixed address: a bridge without one takes its lowest port's MAC, so plugging a NIC
+                # would change the gateway's MAC under every guest (and flush the static neighbours)
+                kernel.ip_batch(r, [f"link add {b} address {GATEWAY_MAC} type bridge",
+                                    f"link set {b} type bridge stp_state 0",
                                     f"addr add {spec.gateway}/{spec.prefix} dev {b}", f"link set {b} up"])
                 kernel.sysctl(r, f"net.ipv4.conf.{b}.arp_ignore=1")
                 self.applied.vswitches[vsw_id] = spec
@@ -274,7 +279,8 @@ class Topology:
         n = len(counts)
         base, extra = self.bridge(vsw), f"{self.bridge(vsw)}o{n}"
         # an overflow bridge on the same L2 segment, joined to the first by a veth pair that learns
-        kernel.ip_batch(r, [f"link add {extra} type bridge", f"link set {extra} type bridge stp_state 0",
+        kernel.ip_batch(r, [f"link add {extra} address {_overflow_mac(vsw, n)} type bridge",
+                            f"link set {extra} type bridge stp_state 0",
                             f"link add {base}l{n} type veth peer name {base}u{n}",
                             f"link set {base}l{n} master {base}", f"link set {base}u{n} master {extra}",
                             f"link set {base}l{n} up", f"link set {base}u{n} up", f"link set {extra} up"])
@@ -379,6 +385,12 @@ def _flush_other_tables(ns: str) -> None:
             if t not in ("local", "main", "default", "255", "254", "253"):
                 tables.add(t)
     kernel.ip_batch(ns, [f"route flush table {t}" for t in sorted(tables)], force=True)
+
+
+def _overflow_mac(vsw: str, n: int) -> str:
+    """A fixed, locally administered address for an overflow bridge (same reason as GATEWAY_MAC)."""
+    h = hashlib.sha256(f"{vsw}/{n}".encode()).digest()
+    return "02:" + ":".join(f"{b:02x}" for b in h[:5])
 
 
 def vpc_cidr_of(d: Desired, vpc_id: str) -> ipaddress.IPv4Network:
