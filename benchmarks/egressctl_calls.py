@@ -56,17 +56,21 @@ def start(sc: dict, *extra: str) -> tuple[subprocess.Popen, dict]:
     return proc, json.loads(line)
 
 
-def cloud_for(ready: dict):
+def cloud_for(ready: dict, time_scale: float = 1.0):
+    """egressctl's Cloud against the lab, its default quotas with the window in the lab's time."""
     from alibabacloud_credentials import models as cm
     from alibabacloud_credentials.client import Client as C
 
     from egressctl.cloud import Cloud, CloudSettings
+    from egressctl.cloud.ratelimit import DEFAULT_QUOTAS, Quota
     from vpclab import DEFAULT_ACCESS_KEY_SECRET
 
     cred = C(cm.Config(type="access_key", access_key_id=ready["access_key_id"],
                        access_key_secret=DEFAULT_ACCESS_KEY_SECRET))
     ep = ready["endpoint"]
-    return Cloud(CloudSettings(region=REGION, ecs_endpoint=ep, vpc_endpoint=ep, sts_endpoint=ep), credential=cred)
+    quotas = {k: Quota(q.calls, q.window_s * time_scale) for k, q in DEFAULT_QUOTAS.items()}
+    return Cloud(CloudSettings(region=REGION, ecs_endpoint=ep, vpc_endpoint=ep, sts_endpoint=ep, quotas=quotas),
+                 credential=cred)
 
 
 def bench_apply(n: int) -> dict:
@@ -75,16 +79,16 @@ def bench_apply(n: int) -> dict:
     from egressctl.preflight import Options
 
     proc, ready = start(scenario(n, n // 4), "--latency", "realistic", "--time-scale", "0.02", "--guest-latency",
-                        "3")
+                        "3", "--throttle", "default")
     try:
-        cloud = cloud_for(ready)
+        cloud = cloud_for(ready, 0.02)
         p, _ = workflows.make_plan(cloud, REGION, instance_ids=None, select_all=True, vpc_id=None, tags=None,
                                    opts=Options())
         path = Path(tempfile.mkdtemp()) / "plan.json"
         plan_mod.save(p, path)
         before = Counter(cloud.stats.calls)
         cpu0, t0 = time.process_time(), time.perf_counter()
-        summary = workflows.run_engine(cloud, p, path, workflows.ApplySettings(poll_interval=0.2), "apply")
+        summary = workflows.run_engine(cloud, p, path, workflows.ApplySettings(poll_interval=0.02), "apply")
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
         calls = Counter(cloud.stats.calls) - before
         assert summary.ok, summary

@@ -175,7 +175,7 @@ def pct(xs: list[float], q: float) -> float:
 # -- the runs ----------------------------------------------------------------------------------------
 
 def run_egressctl(n: int, a: argparse.Namespace, tmp: Path, *extra: str, label: str) -> dict[str, Any]:
-    lab = LabProc(n, a.time_scale, n <= a.real_max and a.real, tmp)
+    lab = LabProc(n, a.time_scale, a.real, tmp)
     try:
         plan, ids = make_plan(lab, tmp)
         assert len(ids) == n, f"the plan has {len(ids)} instances, expected {n}"
@@ -204,7 +204,7 @@ def run_egressctl(n: int, a: argparse.Namespace, tmp: Path, *extra: str, label: 
 
 
 def run_template(n: int, a: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    lab = LabProc(n, a.time_scale, n <= a.real_max and a.real, tmp)
+    lab = LabProc(n, a.time_scale, a.real, tmp)
     try:
         _, ids = make_plan(lab, tmp)  # the same instances egressctl would migrate (the plan is not used)
         t0 = time.perf_counter()
@@ -269,6 +269,7 @@ def main() -> None:
     if a.real and os.geteuid() != 0:
         print("fleet_apply: not root: the guest is SIMULATED for every N", file=sys.stderr)
         a.real = False
+    a.real = a.real and a.n <= a.real_max  # every run of this invocation (baselines too) uses the same guest
     tmp = Path(tempfile.mkdtemp(prefix="egc-fleet-"))
     runs = [run_egressctl(a.n, a, tmp, label="egressctl")]
     main_run = runs[0]
