@@ -30,7 +30,7 @@ demo: $(STAMP)
 	$(VENV)/bin/egressctl demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/ruff check src tests benchmarks
 
 test: sysdeps $(STAMP) lint
 	$(PY) -m pytest -m "not soak" -q

@@ -186,6 +186,7 @@ def run_egressctl(n: int, a: argparse.Namespace, tmp: Path, *extra: str, label: 
         wall = time.perf_counter() - t0
         lab_cpu1 = lab.cpu_s()
         lab_cpu, lab_children = lab_cpu1[0] - lab_cpu0[0], lab_cpu1[1] - lab_cpu0[1]
+        (tmp / f"events-{label.split()[0]}-{n}.jsonl").write_text(out)  # apply's own JSON lines, to look into
         events = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
         summary = next(e for e in reversed(events) if e.get("event") == "summary")
         api = summary["api"]
@@ -271,6 +272,7 @@ def main() -> None:
         a.real = False
     a.real = a.real and a.n <= a.real_max  # every run of this invocation (baselines too) uses the same guest
     tmp = Path(tempfile.mkdtemp(prefix="egc-fleet-"))
+    print(f"fleet_apply: scenarios, plans and apply's events in {tmp}", file=sys.stderr)
     runs = [run_egressctl(a.n, a, tmp, label="egressctl")]
     main_run = runs[0]
     guest_s = GUEST_SIM_S * a.time_scale if main_run["guest"] == "SIMULATED" else 0.0
