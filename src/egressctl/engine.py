@@ -124,6 +124,12 @@ class Engine:
     def tool_nic(self, instance_id: str) -> Nic | None:
         return self._tool_nics.get(instance_id)
 
+    def prefetch(self, kind: str, rid: str) -> None:
+        """Have the waiters' next round of ``kind`` read ``rid`` too (a share of a call it makes anyway),
+        so a later step finds it in the cache instead of waiting for a look of its own."""
+        if self.cache.get(kind, rid) is None:
+            self.waiters.add(Wait(kind, rid, lambda obj: True, lambda status, obj: None, what="prefetch"))
+
     def guest_host(self, ctx: Ctx) -> str:
         return self.ssh_hosts.get(ctx.iid, ctx.item.public_ip)
 
@@ -265,7 +271,8 @@ class Engine:
                     self.waiters.add(Wait(outcome.kind, outcome.rid, outcome.done,
                                           lambda status, obj, iid=iid: self._events.put(("waited", iid,
                                                                                          (status, obj))),
-                                          outcome.failed or (lambda o: None), outcome.timeout_s, outcome.what))
+                                          outcome.failed or (lambda o: None), outcome.timeout_s, outcome.what,
+                                          outcome.first_check_s))
                 elif isinstance(outcome, Pause):
                     if self.mode == "apply" and step == "convert" and "billing changed" in outcome.reason:
                         enter(ctx, step)

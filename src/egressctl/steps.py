@@ -97,6 +97,7 @@ class WaitFor:
     what: str
     timeout_s: float = 600.0
     failed: Callable[[Any], str | None] | None = None
+    first_check_s: float | None = None  # when the first look is worth its call (default: the waiters' schedule)
 
 
 @dataclass
@@ -357,7 +358,11 @@ def _guest(ctx: Ctx, mode: str, key: str) -> Outcome:
         job = GuestJob(ctx.iid, routing_for(ctx), mode, host=ctx.engine.guest_host(ctx))
         handle = ctx.engine.runner.start(job, ctx.token(f"{key}-{data.get(f'{key}_attempt', 0)}"))
         ctx.save(**{f"{key}_handle": handle})
-    return WaitFor("guest", handle, lambda o: o is not None, f"guest {mode}", ctx.engine.guest_timeout_s)
+    if mode == "apply" and data.get("allocation_id"):
+        ctx.engine.prefetch("eip", data["allocation_id"])  # the cut-over starts from its state, next
+    # first look when the runner's batch is due to be sent (it is sent from that look)
+    return WaitFor("guest", handle, lambda o: o is not None, f"guest {mode}", ctx.engine.guest_timeout_s,
+                   first_check_s=getattr(ctx.engine.runner, "window_s", None))
 
 
 def guest(ctx: Ctx) -> Outcome:

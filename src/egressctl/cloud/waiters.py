@@ -5,7 +5,9 @@ A wait is data (kind, id, a success test, a failure test, a timeout) - botocore'
 the per-resource polling.  One poller thread serves every kind: each round it asks, per kind, for
 *all* pending ids in as few calls as the API allows (100 instances, 100 ENIs, 50 EIPs per call),
 stores the answers in a shared cache, and completes the waits whose test passed.  Polling backs off
-while a resource stays in its transitional state and restarts fast for new waits.
+while a resource stays in its transitional state and restarts fast for new waits; once some waits for
+the same thing have ended, a new one is first checked only when the fastest of them had ended, and
+then often (a check before that would only spend quota).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,14 +113,21 @@ class Wait:
     failed: Callable[[Any], str | None] = lambda obj: None
     timeout_s: float = 600.0
     what: str = ""
+    first_check_s: float | None = None  # when to look first (e.g. when a batch is due), instead of the schedule
     started: float = field(default_factory=time.monotonic)
     next_check: float = 0.0
     interval: float = 0.0
 
 
+LEARN = 32  # completed waits remembered per `what`
+LEARN_MIN = 3  # completions needed before they shape the schedule
+
+
 class Waiters:
     """The poller.  ``poll_interval`` is the longest a wait sleeps between checks; the first check
-    comes sooner (a quarter of it) and the interval grows to the cap while nothing changes."""
+    comes sooner (a quarter of it) and the interval grows to the cap while nothing changes.  Once
+    ``LEARN_MIN`` waits for the same ``what`` have ended, the first check of a new one comes when the
+    fastest of those ended, and checks stay a quarter interval apart until the slowest of them had."""
 
     def __init__(self, fetcher: Fetcher, poll_interval: float = 1.0,
                  extra_kinds: dict[str, Callable[[list[str]], dict[str, Any]]] | None = None):
@@ -131,6 +141,7 @@ class Waiters:
         self._last_round: dict[str, float] = {}
         self.min_gap = poll_interval / 2  # a kind is never polled more often than this, however many waits
         self.rounds = 0
+        self._took: dict[str, deque[float]] = {}  # what -> how long its last waits took to end "done"
 
     def start(self) -> Waiters:
         self._thread.start()
@@ -145,9 +156,14 @@ class Waiters:
     def add(self, w: Wait) -> None:
         now = time.monotonic()
         w.interval = self.poll_interval / 4
-        w.next_check = now + w.interval
         w.started = now
         with self._cv:
+            first = w.interval
+            if w.first_check_s is not None:
+                first = w.first_check_s
+            elif len(took := self._took.get(w.what, ())) >= LEARN_MIN:
+                first = max(first, min(took) - self.poll_interval / 8)  # sooner would only spend quota
+            w.next_check = now + first
             self._waits.append(w)
             self._cv.notify_all()
 
@@ -218,7 +234,15 @@ class Waiters:
                 else:
                     outcome = None
             if outcome is None:
-                w.interval = min(self.poll_interval, max(w.interval * 1.5, self.poll_interval / 4))
+                took = self._took.get(w.what, ())
+                early = min(took) - self.poll_interval / 8 if len(took) >= LEARN_MIN else 0.0
+                if now - w.started < early:  # (a wait whose first check came early: a batch to send)
+                    w.next_check = w.started + early
+                    continue
+                if len(took) >= LEARN_MIN and now - w.started < max(took):
+                    w.interval = self.poll_interval / 4  # within what earlier waits took: it may end any moment
+                else:
+                    w.interval = min(self.poll_interval, max(w.interval * 1.5, self.poll_interval / 4))
                 w.next_check = now + w.interval
             else:
                 finished.append((w, *outcome))
@@ -226,5 +250,8 @@ class Waiters:
             with self._cv:
                 gone = {id(w) for w, _, _ in finished}
                 self._waits = [w for w in self._waits if id(w) not in gone]
+                for w, status, _ in finished:
+                    if status == "done" and w.what:
+                        self._took.setdefault(w.what, deque(maxlen=LEARN)).append(now - w.started)
         for w, status, obj in finished:
             w.on_result(status, obj)
