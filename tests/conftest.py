@@ -9,3 +9,23 @@ for _k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"
 # alibabacloud-credentials would otherwise try 100.100.100.200 (research/sdk-wire.md §10)
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 os.environ["ALIBABA_CLOUD_CLI_PROFILE_DISABLED"] = "true"
+
+
+_labs_before: set[str] = set()
+
+
+def pytest_sessionstart(session) -> None:  # type: ignore[no-untyped-def]
+    from vpclab.dataplane import registries
+
+    _labs_before.update(r["prefix"] for r in registries())
+
+
+def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
+    """Every lab a test started is gone by the end, even one a test killed on purpose: a stale lab this
+    session left behind fails the run (the lab cleans up after itself, and tests after the lab)."""
+    from vpclab.dataplane import registries
+
+    left = [r["prefix"] for r in registries() if r["prefix"] not in _labs_before and not r["alive"]]
+    if left:
+        print(f"\nstale labs left by this test session: {', '.join(left)} (`vpclab clean` removes them)")
+        session.exitstatus = 1

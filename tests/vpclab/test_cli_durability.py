@@ -28,15 +28,26 @@ from .world_builder import wait
 def serve(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[subprocess.Popen, dict]]:
     proc = subprocess.Popen([sys.executable, "-m", "vpclab", "serve", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+    ready: dict = {}
     try:
         line = proc.stdout.readline()  # type: ignore[union-attr]
         if not line:
             raise AssertionError(f"vpclab serve printed nothing; stderr: {proc.stderr.read()}")  # type: ignore[union-attr]
-        yield proc, json.loads(line)
+        ready = json.loads(line)
+        yield proc, ready
     finally:
+        # as root the lab has a data plane: stop it the way it cleans up after itself, and if it was
+        # killed (the crash tests do), remove what it left
         if proc.poll() is None:
-            proc.kill()
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
         proc.wait(timeout=10)
+        if ready.get("lab"):
+            subprocess.run([sys.executable, "-m", "vpclab", "clean", "--lab", ready["lab"]], capture_output=True,
+                           timeout=120)
 
 
 def clients(ready: dict, secret: str = DEFAULT_ACCESS_KEY_SECRET) -> tuple[EcsClient, VpcClient]:

@@ -6,8 +6,8 @@ the per-resource polling.  One poller thread serves every kind: each round it as
 *all* pending ids in as few calls as the API allows (100 instances, 100 ENIs, 50 EIPs per call),
 stores the answers in a shared cache, and completes the waits whose test passed.  Polling backs off
 while a resource stays in its transitional state and restarts fast for new waits; once some waits for
-the same thing have ended, a new one is first checked only when the fastest of them had ended, and
-then often (a check before that would only spend quota).
+the same thing have ended, a new one is first checked only when the fastest of them had ended (a
+check before that would only spend quota).
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ LEARN_MIN = 3  # completions needed before they shape the schedule
 class Waiters:
     """The poller.  ``poll_interval`` is the longest a wait sleeps between checks; the first check
     comes sooner (a quarter of it) and the interval grows to the cap while nothing changes.  Once
-    ``LEARN_MIN`` waits for the same ``what`` have ended, the first check of a new one comes when the
-    fastest of those ended, and checks stay a quarter interval apart until the slowest of them had."""
+    ``LEARN_MIN`` waits for the same ``what`` have ended, the first check of a new one comes only when
+    the fastest of those had ended (the schedule starts from there)."""
 
     def __init__(self, fetcher: Fetcher, poll_interval: float = 1.0,
                  extra_kinds: dict[str, Callable[[list[str]], dict[str, Any]]] | None = None):
@@ -239,10 +239,7 @@ class Waiters:
                 if now - w.started < early:  # (a wait whose first check came early: a batch to send)
                     w.next_check = w.started + early
                     continue
-                if len(took) >= LEARN_MIN and now - w.started < max(took):
-                    w.interval = self.poll_interval / 4  # within what earlier waits took: it may end any moment
-                else:
-                    w.interval = min(self.poll_interval, max(w.interval * 1.5, self.poll_interval / 4))
+                w.interval = min(self.poll_interval, max(w.interval * 1.5, self.poll_interval / 4))
                 w.next_check = now + w.interval
             else:
                 finished.append((w, *outcome))
