@@ -503,8 +503,11 @@ ec_ensure_kernel() {
 		ec_do "link $EC_DEV set up" ip link set dev "$EC_DEV" up
 	fi
 	if ! ec_has_addr "$EC_DEV" "$R_IP"; then
-		ec_do "address $R_IP/$R_PREFIX added to $EC_DEV" ip -4 addr add "$R_IP/$R_PREFIX" dev "$EC_DEV" ||
-			ec_has_addr "$EC_DEV" "$R_IP" # lost a race with a DHCP client: fine if it is there now
+		if _ka_out=$(ip -4 addr add "$R_IP/$R_PREFIX" dev "$EC_DEV" 2>&1); then
+			ec_change "address $R_IP/$R_PREFIX added to $EC_DEV"
+		elif ! ec_has_addr "$EC_DEV" "$R_IP"; then # lost a race with a DHCP client: fine if it is there now
+			ec_err "address $R_IP/$R_PREFIX added to $EC_DEV: $(ec_oneline "$_ka_out")"
+		fi
 	fi
 	ec_table_state
 	if [ "$EC_T_EXTRA" -gt 0 ]; then

@@ -89,6 +89,9 @@ class DataPlane:
         self._metadata_vpcs: set[str] = set()
         self._roots: dict[str, GuestRoot] = {}
         self._dirty = threading.Event()
+        self._changes = 0  # world changes seen; the kernel reflects the first `_synced` of them
+        self._synced = 0
+        self._sync_cv = threading.Condition()
         self._reboots: set[str] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -146,6 +149,8 @@ class DataPlane:
         for name, obj in events:
             if name == "instance.rebooted":
                 self._reboots.add(obj.id)  # even when the API never showed it down between two looks
+        with self._sync_cv:
+            self._changes += 1
         self._dirty.set()
 
     def _loop(self) -> None:
@@ -154,12 +159,26 @@ class DataPlane:
             if self._stop.is_set():
                 return
             if self._dirty.is_set():
+                with self._sync_cv:
+                    gen = self._changes  # every change up to here is in the snapshot reconcile takes
                 self._dirty.clear()
                 try:
                     self.reconcile()
                 except Exception as e:  # keep serving; the next change tries again
                     log.exception("data plane reconcile failed")
                     self.errors.append(f"{type(e).__name__}: {e}")
+                    continue
+                with self._sync_cv:
+                    self._synced = max(self._synced, gen)
+                    self._sync_cv.notify_all()
+
+    def wait_synced(self, timeout: float) -> bool:
+        """Until the kernel reflects every change the world had when called (False: timed out).  A
+        guest command waits for this, as a NIC the API shows InUse is in the real guest: under load the
+        lab's kernel work can lag the API by seconds."""
+        with self._sync_cv:
+            gen = self._changes
+            return self._sync_cv.wait_for(lambda: self._synced >= gen or self._stop.is_set(), timeout)
 
     def reconcile(self) -> dict[str, list[str]]:
         with self.world.lock:

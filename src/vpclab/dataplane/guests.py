@@ -74,6 +74,7 @@ class GuestExecutor:
         if ns is None or root is None:
             return CommandResult(-1, "", error_code="InstanceNotRunning",
                                  error_info="the instance has no namespace in the data plane")
+        self.plane.wait_synced(min(run.timeout_s, 120))  # type: ignore[attr-defined]  # (runs late, not wrong)
         workdir = run.working_dir if run.working_dir.startswith("/") else "/root"
         inner = f"cd {shlex.quote(workdir)} 2>/dev/null || cd /; exec /bin/sh -s"
         return execute(root.wrap(ns, ["/bin/sh", "-c", inner]), run.script, run.timeout_s)
