@@ -332,3 +332,21 @@ def test_config_files_are_parsed_not_sourced(lab: VSwitchLab, guest: Guest) -> N
     assert "lookup 20001" not in lab.ip("guest", "rule", "show").stdout
     checked = run(guest, "check", expect_rc=1)
     assert any("is invalid" in e for e in checked.errors + checked.differences)
+
+
+def test_an_address_a_dhcp_client_added_first_is_not_an_error(lab: VSwitchLab, guest: Guest) -> None:
+    # The race: the script sees no address, a DHCP client adds it, the script's own add then fails
+    # with "Address already assigned".  A shim `ip` on the guest's PATH (/usr/local/sbin comes first)
+    # plays the client at exactly that moment.
+    shim = guest.root.base / "local-upper" / "sbin" / "ip"
+    shim.parent.mkdir(parents=True, exist_ok=True)
+    shim.write_text('#!/bin/sh\nif [ "$1 $2 $3" = "-4 addr add" ]; then\n  /usr/sbin/ip "$@" >/dev/null 2>&1\n'
+                    '  echo "Error: ipv4: Address already assigned." >&2\n  exit 2\nfi\nexec /usr/sbin/ip "$@"\n')
+    shim.chmod(0o755)
+    lab.ip("guest", "-4", "addr", "flush", "dev", "eth1")  # an image that leaves the NIC unconfigured
+    result = run(guest, "apply")
+    assert not result.errors, result.errors
+    assert ENI_IP in lab.ip("guest", "-4", "addr", "show", "dev", "eth1").stdout
+    assert lab.inbound() == ENI_IP
+    shim.unlink()
+    assert run(guest, "check").status == "ok"
