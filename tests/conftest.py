@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import uuid
 
 for _k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY", "all_proxy"):
     os.environ.pop(_k, None)
@@ -10,14 +11,8 @@ for _k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "ALL_PROXY"
 os.environ["ALIBABA_CLOUD_ECS_METADATA_DISABLED"] = "true"
 os.environ["ALIBABA_CLOUD_CLI_PROFILE_DISABLED"] = "true"
 
-
-_labs_before: set[str] = set()
-
-
-def pytest_sessionstart(session) -> None:  # type: ignore[no-untyped-def]
-    from vpclab.dataplane import registries
-
-    _labs_before.update(r["prefix"] for r in registries())
+# every lab this session starts (in process or as a subprocess) records this tag in its registry
+SESSION = os.environ["VPCLAB_SESSION"] = f"pytest-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untyped-def]
@@ -25,7 +20,7 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # type: ignore[no-untype
     session left behind fails the run (the lab cleans up after itself, and tests after the lab)."""
     from vpclab.dataplane import registries
 
-    left = [r["prefix"] for r in registries() if r["prefix"] not in _labs_before and not r["alive"]]
+    left = [r["prefix"] for r in registries() if r.get("session") == SESSION and not r["alive"]]
     if left:
         print(f"\nstale labs left by this test session: {', '.join(left)} (`vpclab clean` removes them)")
         session.exitstatus = 1

@@ -167,7 +167,8 @@ class DataPlane:
                 except Exception as e:  # keep serving; the next change tries again
                     log.exception("data plane reconcile failed")
                     self.errors.append(f"{type(e).__name__}: {e}")
-                    continue
+                # even after a failure: the kernel is as close as it gets until the next change, and a
+                # command waiting for it should run (and see what is there) rather than time out
                 with self._sync_cv:
                     self._synced = max(self._synced, gen)
                     self._sync_cv.notify_all()
@@ -253,7 +254,8 @@ class DataPlane:
                 "errors": self.errors[-5:]}
 
     def _write_registry(self) -> None:
-        reg = {"prefix": self.prefix, "pid": os.getpid(), "namespaces": self.topo.namespaces(),
+        reg = {"prefix": self.prefix, "pid": os.getpid(), "session": os.environ.get("VPCLAB_SESSION", ""),
+               "namespaces": self.topo.namespaces(),
                "hosts": self.hosts(), "base": str(self.base), "api": self.api_endpoint,
                "echo_url": f"http://{ECHO_IP}/", "guest_roots": {i: str(r.base) for i, r in self._roots.items()}}
         text = json.dumps(reg, indent=1)
