@@ -49,23 +49,29 @@ class NeedLook(Exception):
 MISSING_GRACE_S = 60.0  # Describe answers may lag behind a create: "not found" is final only after this
 
 
+def _gone_for_good(ctx: Ctx, kind: str, rid: str) -> bool:
+    """A resource is missing from a Describe answer: True once that has lasted the grace period;
+    until then False, and the cache forgets it so the step's next run looks again."""
+    first = ctx.engine.missing_since.setdefault((kind, rid), time.monotonic())
+    if time.monotonic() - first > MISSING_GRACE_S:
+        return True
+    ctx.engine.cache.forget(kind, rid)
+    return False
+
+
 def missing(ctx: Ctx, kind: str, rid: str, what: str) -> errors.CloudError:
     """A resource egressctl knows of is not in a Describe answer: look again later (Busy), until the
     grace period says it is really gone."""
-    first = ctx.engine.missing_since.setdefault((kind, rid), time.monotonic())
-    if time.monotonic() - first > MISSING_GRACE_S:
+    if _gone_for_good(ctx, kind, rid):
         raise StepFailed(f"{what} no longer exists (not seen for {MISSING_GRACE_S:.0f} s)")
-    ctx.engine.cache.forget(kind, rid)
     return errors.Busy("NotVisibleYet", f"{what} is not visible yet (Describe lags behind the change?)")
 
 
 def absent(ctx: Ctx, kind: str, rid: str) -> bool:
     """True once a resource has been missing from Describe answers for the grace period (really gone);
     raises Busy while it might only be lagging."""
-    first = ctx.engine.missing_since.setdefault((kind, rid), time.monotonic())
-    if time.monotonic() - first > MISSING_GRACE_S:
+    if _gone_for_good(ctx, kind, rid):
         return True
-    ctx.engine.cache.forget(kind, rid)
     raise errors.Busy("NotVisibleYet", f"{kind} {rid} is not in the Describe answer (lag, or gone?)")
 
 

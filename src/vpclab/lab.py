@@ -14,8 +14,9 @@ from typing import Any
 from . import scenario as scenario_mod
 from .catalogue import Catalogue
 from .clock import LatencyProfile
+from .faults import Faults
 from .resources import assistant
-from .server import Api, ApiServer, ready_line
+from .server import Api, ApiServer, FaultHook, ready_line
 from .store import Store
 from .throttle import Throttle
 from .world import World
@@ -31,7 +32,7 @@ class Lab:
                  access_key_secret: str = DEFAULT_ACCESS_KEY_SECRET, host: str = "127.0.0.1", port: int = 0,
                  throttle: str | Throttle = "off", executor: Any = None, convert_rule: str = "current",
                  region_id: str | None = None, extra_keys: dict[str, str] | None = None,
-                 faults: Any = None, seed: int | None = None, catalogue: Catalogue | None = None,
+                 faults: Faults | FaultHook | None = None, seed: int | None = None, catalogue: Catalogue | None = None,
                  account_id: str = "1234567890123456", dataplane: str = "off"):
         if dataplane not in ("auto", "on", "off"):
             raise ValueError("dataplane must be auto, on or off")
@@ -48,8 +49,6 @@ class Lab:
         self.ids: dict[str, Any] = {}
         self._load(scenario)
         self.region_id = region_id or self._region or "cn-hangzhou"
-        from .faults import Faults
-
         # a Faults plan is consulted by the server and the world; a bare hook (tests) by the server only
         self.faults = faults if isinstance(faults, Faults) else Faults()
         self.world.faults = self.faults

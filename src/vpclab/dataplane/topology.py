@@ -161,9 +161,7 @@ class Topology:
             kernel.ns_del(self.inst(iid))
             for nic in self.applied.instances[iid].nics:
                 vpc = self.applied.instances[iid].vpc
-                vsw_n = self._port_bridge.pop(self.port(iid, nic.dev), None)
-                if vsw_n is not None:
-                    self._ports[vsw_n[0]][vsw_n[1]] -= 1
+                self._release_port(self.port(iid, nic.dev))
                 if vpc in d.vpcs:
                     kernel.ip(self.router(vpc), "neigh", "del", nic.ip, "dev", self.bridge(nic.vswitch), check=False)
             del self.applied.instances[iid]
@@ -249,9 +247,7 @@ class Topology:
             if eni_id not in new_nics:
                 port = self.port(spec.instance_id, nic.dev)
                 kernel.ip(r, "link", "del", port, check=False)
-                vsw_n = self._port_bridge.pop(port, None)
-                if vsw_n is not None:
-                    self._ports[vsw_n[0]][vsw_n[1]] -= 1
+                self._release_port(port)
                 kernel.ip(r, "neigh", "del", nic.ip, "dev", self.bridge(nic.vswitch), check=False)
                 changed["unplug"].append(eni_id)
         plugged = []
@@ -270,6 +266,12 @@ class Topology:
                 self._configure_secondary(spec, nic, ns)
                 changed["hotplug"].append(nic.eni_id)
         changed["instances"].append(spec.instance_id)
+
+    def _release_port(self, port: str) -> None:
+        """The port is gone: its bridge has room for one more."""
+        vsw_n = self._port_bridge.pop(port, None)
+        if vsw_n is not None:
+            self._ports[vsw_n[0]][vsw_n[1]] -= 1
 
     def _bridge_with_room(self, vsw: str, r: str) -> tuple[str, int]:
         counts = self._ports.setdefault(vsw, [0])
